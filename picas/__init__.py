@@ -1,0 +1,1 @@
+"""picas: a CouchDB token pool and the pilots that drain it."""

@@ -1,0 +1,190 @@
+"""The claim protocol: how a pilot takes a token so that no token is ever held twice.
+
+Protocol
+--------
+1. Query the pilot's view (``todo`` by default) with ``include_docs=true`` for a
+   small window of rows.  The view row only says that the token *was* todo when
+   the index was last brought up to date; the ``doc`` that comes with it is the
+   document's *current* body with its current ``_rev``.
+2. Skip every row whose body is not claimable (already locked, done, deleted):
+   a stale row costs nothing, because nothing is written for it.
+3. For a claimable body, compute the locked body (:func:`picas.token.claim`)
+   and write it **with the revision of the body just checked**.  CouchDB
+   accepts a write only if that revision is still the document's current one
+   (multi-version concurrency control).  So a successful write proves that
+   nobody changed the token between our check and our write: we moved it from
+   todo to locked ourselves, and every other pilot that read the same revision
+   gets a 409.
+4. On a 409 the token is simply dropped from the candidates: another pilot won
+   it, fairly, and it is theirs.  We never retry a write on a 409 with a
+   refreshed revision, since the refreshed body is locked by the winner.
+
+Why it is safe: the only write that makes a token locked is a write whose
+revision matched a body that was todo.  Two pilots cannot both win the same
+revision, and after the first win the token's revision is a locked one.  A
+pilot that loses its lock later (a scrub after its lease ran out) finds out at
+its next write, which fails for the same reason.
+
+Why it is fast:
+
+* The view is queried once per window, not once per token; a window is used
+  until it runs out or turns out to be contested.
+* Pilots spread out.  Each window starts at a random key, drawn from the shape
+  of the keys seen so far (their common prefix and the characters that follow
+  it), and the rows of a window are tried in random order.  Pilots therefore
+  rarely reach for the same token, and a 409 (one wasted request) is rare.
+  The random start is a ``startkey``, which the view index seeks to directly;
+  nothing is skipped or scanned.
+* After a run of conflicts the claimer backs off with jitter, so a crowd of
+  pilots spreads out in time as well.
+* Batch claims (``claim_batch``) lock up to k tokens in one ``_bulk_docs``
+  request; each document succeeds or fails on its own revision, with the same
+  guarantee.
+"""
+from __future__ import annotations
+
+import random
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from picas import token as tok
+from picas.couch import CouchClient, ViewRow
+from picas.errors import Conflict
+from picas.retry import Backoff
+
+_HIGH_CHAR = "\ufff0"
+
+
+@dataclass
+class KeySpace:
+    """What the claimer has learned about the view's keys, to draw random start keys from."""
+
+    prefix: str | None = None
+    alphabet: set = field(default_factory=set)
+    suffix_length: int = 0
+
+    def learn(self, keys: list) -> None:
+        strings = [k for k in keys if isinstance(k, str)]
+        if not strings:
+            return
+        prefix = strings[0] if self.prefix is None else self.prefix
+        for key in strings:
+            while not key.startswith(prefix):
+                prefix = prefix[:-1]
+        self.prefix = prefix
+        for key in strings:
+            suffix = key[len(prefix):]
+            self.alphabet.update(suffix[:8])
+            self.suffix_length = max(self.suffix_length, min(len(suffix), 8))
+
+    def random_key(self, rng: random.Random) -> str | None:
+        if self.prefix is None or not self.alphabet:
+            return None
+        chars = sorted(self.alphabet)
+        return self.prefix + "".join(rng.choice(chars) for _ in range(max(1, self.suffix_length)))
+
+
+@dataclass
+class ClaimStats:
+    claimed: int = 0
+    conflicts: int = 0
+    view_queries: int = 0
+    stale_rows: int = 0
+
+
+class Claimer:
+    """Claims tokens from one view of one design document for one pilot."""
+
+    def __init__(self, client: CouchClient, who: tok.PilotIdentity, *, design: str = "Monitor",
+                 view: str = "todo", window: int = 25, lease_seconds: float = 600.0,
+                 view_params: dict | None = None, rng: random.Random | None = None,
+                 clock=time.time) -> None:
+        self.client = client
+        self.who = who
+        self.design = design
+        self.view = view
+        self.window = window
+        self.lease_seconds = lease_seconds
+        self.view_params = dict(view_params or {})
+        self.rng = rng or random.Random()
+        self.clock = clock
+        self.keys = KeySpace()
+        self.stats = ClaimStats()
+        self._candidates: deque[dict] = deque()
+        self._exhausted = False
+
+    # ------------------------------------------------------------------ candidates
+    def _query(self, startkey: str | None) -> list[ViewRow]:
+        params = dict(self.view_params)
+        params.update(include_docs=True, limit=self.window)
+        if startkey is not None:
+            params["startkey"] = startkey
+        self.stats.view_queries += 1
+        return self.client.view(self.design, self.view, **params).rows
+
+    def _refill(self) -> bool:
+        """Fetch a fresh window of claimable bodies; False when the view has no rows at all."""
+        start = self.keys.random_key(self.rng)
+        rows = self._query(start)
+        if start is not None and len(rows) < self.window:
+            # The random start fell near the end of the view: wrap around to its beginning.
+            seen = {row.id for row in rows}
+            rows += [row for row in self._query(None) if row.id not in seen]
+        self.keys.learn([row.key for row in rows])
+        if not rows:
+            return False
+        bodies = [row.doc for row in rows if tok.is_claimable(row.doc)]
+        self.stats.stale_rows += len(rows) - len(bodies)
+        self.rng.shuffle(bodies)
+        self._candidates = deque(bodies)
+        return True
+
+    def pending(self) -> int:
+        return len(self._candidates)
+
+    # ------------------------------------------------------------------ claiming
+    def claim(self) -> dict | None:
+        """Lock one token and return its locked body, or None when the view has no work."""
+        got = self.claim_batch(1)
+        return got[0] if got else None
+
+    def claim_batch(self, k: int, max_rounds: int = 50) -> list[dict]:
+        """Lock up to ``k`` tokens (one bulk request per round); empty list when there is no work.
+
+        Returns as soon as at least one token is locked, so a pilot never waits
+        for a full batch while work is there.
+        """
+        backoff = Backoff(base=0.05, cap=2.0, attempts=max_rounds).start()
+        while True:
+            if not self._candidates and not self._refill():
+                return []
+            if self._candidates:
+                picked = [self._candidates.popleft() for _ in range(min(k, len(self._candidates)))]
+                won = self._write_claims(picked)
+                if won:
+                    self.stats.claimed += len(won)
+                    return won
+                # Everything we reached for was taken: this region of the view is contested.
+                self._candidates.clear()
+            delay = backoff.next_delay()
+            if delay is None:
+                return []
+            time.sleep(delay)
+
+    def _write_claims(self, bodies: list[dict]) -> list[dict]:
+        now = self.clock()
+        locked = [tok.claim(body, self.who, now, self.lease_seconds) for body in bodies]
+        if len(locked) == 1:
+            try:
+                return [self.client.save(locked[0])]
+            except Conflict:
+                self.stats.conflicts += 1
+                return []
+        won = []
+        for body, result in zip(locked, self.client.bulk_save(locked)):
+            if result.ok:
+                won.append(body)
+            elif result.conflict:
+                self.stats.conflicts += 1
+        return won

@@ -1,0 +1,215 @@
+"""``picas run``: run pilots on this machine.
+
+One pilot runs in this process.  With ``-j N`` this process becomes a small
+supervisor: it starts N pilot processes, forwards stop signals to them (its
+own handlers only set a flag, like the pilots'), waits for them and adds up
+their summaries.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import click
+
+from picas.cli.options import connection_options, make_client
+from picas.config import Settings
+from picas.errors import InvalidInput
+from picas.pilot import Pilot, PilotConfig, PilotReport
+from picas.signals import StopFlags
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str | float | None) -> float | None:
+    """'90', '90s', '15m', '2h', '1d' → seconds; None stays None."""
+    if text is None or isinstance(text, (int, float)):
+        return text
+    value = text.strip().lower()
+    try:
+        if value and value[-1] in _UNITS:
+            return float(value[:-1]) * _UNITS[value[-1]]
+        return float(value)
+    except ValueError:
+        raise InvalidInput(f"'{text}' is not a duration", hint="use seconds, or e.g. 90s, 15m, 2h, 1d") from None
+
+
+class Duration(click.ParamType):
+    name = "DURATION"
+
+    def convert(self, value, param, ctx):  # noqa: D102 - click API
+        try:
+            return parse_duration(value)
+        except InvalidInput as exc:
+            self.fail(str(exc), param, ctx)
+
+
+DURATION = Duration()
+
+
+def _printer(quiet: bool, prefix: str = ""):
+    def on_event(kind: str, doc: dict, info: dict) -> None:
+        if quiet and kind not in ("outage", "lost"):
+            return
+        if kind == "start":
+            return
+        token_id = doc.get("_id", "")
+        if kind in ("done", "error", "retry"):
+            detail = f"exit {doc.get('exit_code')}  {doc.get('duration', 0):.2f}s"
+            if doc.get("timed_out"):
+                detail += "  timed out"
+        elif kind == "outage":
+            detail = f"server unreachable, retrying in {info.get('retry_in', 0):.0f}s: {info.get('error')}"
+        elif kind == "scrubbed":
+            detail = f"reset {info.get('reset')} and failed {info.get('errored')} tokens with expired leases"
+        elif kind == "released":
+            detail = f"given back ({info.get('outcome')})"
+        elif kind == "lost":
+            detail = "lost its lock (scrubbed elsewhere); result discarded"
+        else:
+            detail = ""
+        click.echo(f"{prefix}{kind:<8} {token_id}  {detail}".rstrip(), err=kind in ("outage", "lost"))
+    return on_event
+
+
+def _summary(report: dict) -> str:
+    rate = report["processed"] / report["duration"] if report["duration"] > 0 else 0.0
+    return (f"{report['processed']} tokens in {report['duration']:.1f}s ({rate:.1f}/s): {report['done']} done, "
+            f"{report['failed']} failed, {report['retried']} retried, {report['released']} given back, "
+            f"{report['lost']} lost; stopped: {report['reason']}")
+
+
+def _report_dict(report: PilotReport) -> dict:
+    return {"pilot_id": report.pilot_id, "processed": report.processed, "done": report.done,
+            "failed": report.failed, "retried": report.retried, "released": report.released, "lost": report.lost,
+            "duration": report.duration, "reason": report.reason, "conflicts": report.conflicts,
+            "requests": report.requests}
+
+
+@click.command("run")
+@connection_options
+@click.option("--design-doc", default="Monitor", show_default=True, help="Design document whose view to drain.")
+@click.option("--view", default="todo", show_default=True, help="View that lists the tokens to take.")
+@click.option("--max-tasks", type=click.IntRange(min=1), help="Stop after this many tokens.")
+@click.option("--max-time", type=DURATION, help="Stop taking tokens after this long (e.g. 3h).")
+@click.option("--token-timeout", type=DURATION, help="Stop a payload after this long; the token goes to error.")
+@click.option("--wait/--no-wait", default=False, show_default=True,
+              help="When the pool is empty, wait for work (with backoff) instead of exiting.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Run this many pilots side by side on this machine.")
+@click.option("--prefetch", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Claim this many tokens per request (for many short tasks).")
+@click.option("--retries", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Put a failed token back this many times before it stays in error.")
+@click.option("--heartbeat", type=DURATION, default="60", show_default=True,
+              help="Renew the lease of held tokens this often; a lease lasts 5 heartbeats.")
+@click.option("--grace", type=DURATION, default="10", show_default=True,
+              help="Seconds between TERM and KILL when a payload must stop.")
+@click.option("--scrub-expired", "scrub_every", type=DURATION, is_flag=False, flag_value="300", default=None,
+              help="Also reset tokens with expired leases, every so often (default 300 s when given alone).")
+@click.option("--max-attempts", type=click.IntRange(min=1), default=None,
+              help="With --scrub-expired: a token scrubbed this often goes to error instead.")
+@click.option("--outage-timeout", type=DURATION, default="600", show_default=True,
+              help="How long to wait out an unreachable server before giving up.")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where token working directories go [default: a temporary directory].")
+@click.option("--keep-workdirs", is_flag=True, help="Keep each token's working directory after it ran.")
+@click.option("--log-cap", type=click.IntRange(min=1024), default=10 * 1024 * 1024, show_default=True,
+              help="Bytes of stdout/stderr kept per token (the head and the tail).")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the summary.")
+@click.option("--summary-file", type=click.Path(dir_okay=False, path_type=Path), hidden=True)
+def run(settings: Settings, design_doc: str, view: str, max_tasks: int | None, max_time: float | None,
+        token_timeout: float | None, wait: bool, jobs: int, prefetch: int, retries: int, heartbeat: float,
+        grace: float, scrub_every: float | None, max_attempts: int | None, outage_timeout: float,
+        workdir: Path | None, keep_workdirs: bool, log_cap: int, quiet: bool, summary_file: Path | None) -> None:
+    """Run a pilot: take tokens, run their input, save the results, until the pool is empty.
+
+    Each token's input runs through bash (a string) or as an argument list,
+    in its own working directory, with PICAS_TOKEN_ID set.  Its stdout and
+    stderr are attached to the token.  SIGTERM, SIGINT or SIGUSR1 stop the
+    payload and give the token back; the pilot then exits 0.
+
+    \b
+    Examples:
+      picas run                              # drain the todo view, then exit
+      picas run -j 4 --max-time 2h           # four pilots for at most two hours
+      picas run --design-doc MultiCore --token-timeout 30m --retries 2
+      picas run --wait --scrub-expired       # a long-lived pilot that heals the pool
+    """
+    if jobs > 1:
+        sys.exit(_supervise(jobs, summary_file))
+    client = make_client(settings)
+    config = PilotConfig(design=design_doc, view=view, max_tasks=max_tasks, max_time=max_time,
+                         token_timeout=token_timeout, wait=wait, prefetch=prefetch, retries=retries,
+                         heartbeat=heartbeat, grace=grace, scrub_every=scrub_every, max_attempts=max_attempts,
+                         outage_timeout=outage_timeout, workdir=workdir, keep_workdirs=keep_workdirs,
+                         log_cap=log_cap)
+    prefix = f"[{os.environ['PICAS_PILOT_INDEX']}] " if os.environ.get("PICAS_PILOT_INDEX") else ""
+    pilot = Pilot(client, config, on_event=_printer(quiet, prefix))
+    report = _report_dict(pilot.run())
+    if summary_file:
+        summary_file.write_text(json.dumps(report))
+    else:
+        click.echo(_summary(report))
+
+
+def _supervise(jobs: int, summary_file: Path | None) -> int:
+    """Start ``jobs`` pilot processes with this command's arguments, forward signals, sum the reports."""
+    args = sys.argv[1:]
+    child_args = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        if arg in ("-j", "--jobs"):
+            skip = True
+            continue
+        if arg.startswith("--jobs=") or (arg.startswith("-j") and arg[2:].isdigit()):
+            continue
+        child_args.append(arg)
+    flags = StopFlags().install()
+    tmp = Path(tempfile.mkdtemp(prefix="picas-run-"))
+    procs = []
+    for index in range(jobs):
+        env = {**os.environ, "PICAS_PILOT_INDEX": str(index)}
+        procs.append(subprocess.Popen([sys.executable, "-m", "picas", *child_args,
+                                       "--summary-file", str(tmp / f"{index}.json")], env=env))
+    forwarded = 0
+    while any(p.poll() is None for p in procs):
+        wanted = 2 if flags.forced.is_set() else 1 if flags.requested.is_set() else 0
+        while forwarded < wanted:
+            # A second signal is forwarded as a second signal: the pilots then stop without grace.
+            sig = getattr(signal, flags.signal_name or "SIGTERM")
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.send_signal(sig)
+            forwarded += 1
+        time.sleep(0.2)
+    flags.restore()
+    reports = []
+    for index in range(jobs):
+        path = tmp / f"{index}.json"
+        if path.exists():
+            reports.append(json.loads(path.read_text()))
+    keys = ("processed", "done", "failed", "retried", "released", "lost", "conflicts", "requests")
+    total = {key: sum(r[key] for r in reports) for key in keys}
+    total["duration"] = max((r["duration"] for r in reports), default=0.0)
+    total["reason"] = "; ".join(sorted({r["reason"] for r in reports})) or "no pilot reported"
+    total["pilots"] = jobs
+    if summary_file:
+        summary_file.write_text(json.dumps(total))
+    else:
+        click.echo(_summary(total))
+    failures = [p.returncode for p in procs if p.returncode]
+    if failures:
+        click.echo(f"picas: error: {len(failures)} of {jobs} pilots failed (exit codes {sorted(set(failures))})",
+                   err=True)
+        return failures[0]
+    return 0

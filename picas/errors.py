@@ -1,0 +1,116 @@
+"""One rooted exception tree for everything picas reports to a user.
+
+Every error a user can meet is a :class:`PicasError`.  Each subclass carries
+a distinct ``exit_code`` so that the command line can turn it into one line on
+stderr and an exit status that scripts can test, and a ``hint`` that says what
+to do about it.  Library code raises these; only the CLI prints them.
+"""
+from __future__ import annotations
+
+
+class PicasError(Exception):
+    """Root of all picas errors; catch this to handle any of them."""
+
+    exit_code = 1
+    hint = ""
+
+    def __init__(self, message: str = "", hint: str | None = None) -> None:
+        super().__init__(message)
+        if hint is not None:
+            self.hint = hint
+
+    def __str__(self) -> str:
+        message = super().__str__()
+        if self.hint and self.hint not in message:
+            return f"{message} ({self.hint})" if message else self.hint
+        return message
+
+
+class ConfigError(PicasError):
+    """The configuration (file, environment, options) is missing or malformed."""
+
+    exit_code = 3
+    hint = "check the file named here, or run 'picas init'"
+
+
+class ServerUnavailable(PicasError):
+    """The CouchDB server could not be reached, or kept answering 5xx."""
+
+    exit_code = 4
+    hint = "check the URL and that the server runs ('picas server status' for the local one)"
+
+
+class Unauthorized(PicasError):
+    """The server rejected the credentials (HTTP 401)."""
+
+    exit_code = 5
+    hint = "check the username and password (PICAS_USERNAME / PICAS_PASSWORD, or 'picas init')"
+
+
+class Forbidden(PicasError):
+    """The credentials are valid but lack the rights for this (HTTP 403)."""
+
+    exit_code = 6
+    hint = "ask the database admin to add this user to the database's members"
+
+
+class NotFound(PicasError):
+    """A database, document, view or attachment does not exist (HTTP 404)."""
+
+    exit_code = 7
+
+
+class DatabaseNotFound(NotFound):
+    hint = "create it with 'picas db create' (or 'picas views create', which creates it too)"
+
+
+class ViewNotFound(NotFound):
+    hint = "deploy the views with 'picas views create'"
+
+
+class TokenNotFound(NotFound):
+    hint = "list tokens with 'picas tokens list'"
+
+
+class Conflict(PicasError):
+    """A write lost a race: the document changed since it was read (HTTP 409).
+
+    Callers that meet this decide explicitly what wins; see the claim and
+    result modules.  Classic scripts may catch it as ``ResourceConflict``.
+    """
+
+    exit_code = 8
+    hint = "another client changed the document; re-read it and try again"
+
+
+ResourceConflict = Conflict
+
+
+class BadRequest(PicasError):
+    """The server refused a request as malformed (HTTP 400)."""
+
+    exit_code = 9
+
+
+class InvalidInput(PicasError):
+    """User-supplied input (a token, a push file, an option) is not valid."""
+
+    exit_code = 10
+
+
+class SchedulerError(PicasError):
+    """A batch scheduler (sbatch, squeue, DIRAC) refused or failed."""
+
+    exit_code = 11
+
+
+class LocalServerError(PicasError):
+    """The managed local server could not be installed, started or stopped."""
+
+    exit_code = 12
+
+
+class PilotError(PicasError):
+    """A pilot could not go on (for example: the server stayed away too long)."""
+
+    exit_code = 13
