@@ -123,8 +123,8 @@ def safe_name(token_id: str) -> str:
     return _SAFE_NAME.sub("_", token_id)[:200] or "token"
 
 
-def stop_group(proc: subprocess.Popen, grace: float) -> None:
-    """TERM the process group, wait up to ``grace`` seconds, then KILL what is left."""
+def stop_group(proc: subprocess.Popen, grace: float, force: Callable[[], bool] = lambda: False) -> None:
+    """TERM the process group, wait up to ``grace`` seconds (or until ``force()``), then KILL what is left."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(proc.pid, sig)
@@ -133,7 +133,7 @@ def stop_group(proc: subprocess.Popen, grace: float) -> None:
         if sig == signal.SIGKILL:
             break
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not force():
             if proc.poll() is not None and not _group_alive(proc.pid):
                 return
             time.sleep(0.05)
@@ -163,7 +163,8 @@ class BashExecutor:
         return self.workdir_root / safe_name(token_id)
 
     def run(self, doc: dict, *, timeout: float | None = None,
-            should_stop: Callable[[], bool] = lambda: False) -> ExecResult:
+            should_stop: Callable[[], bool] = lambda: False,
+            should_force: Callable[[], bool] = lambda: False) -> ExecResult:
         """Run the token's input to the end, the timeout, or until ``should_stop()`` says so.
 
         Errors of the token itself (bad input, a command that does not exist,
@@ -226,7 +227,7 @@ class BashExecutor:
             elif should_stop():
                 interrupted = True
             if timed_out or interrupted:
-                stop_group(proc, self.grace)
+                stop_group(proc, self.grace, should_force)
                 break
         # Stragglers that outlived the payload's main process would hold the pipes open.
         if _group_alive(proc.pid):

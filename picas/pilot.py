@@ -217,11 +217,10 @@ class Pilot:
         token_id = doc["_id"]
 
         def should_stop() -> bool:
-            if self.flags.forced.is_set():
-                self.executor.grace = 0.0
             return bool(self.flags) or self.keeper.is_lost(token_id)
 
-        result = self.executor.run(doc, timeout=self.config.token_timeout, should_stop=should_stop)
+        result = self.executor.run(doc, timeout=self.config.token_timeout, should_stop=should_stop,
+                                   should_force=self.flags.forced.is_set)
         if self.keeper.is_lost(token_id):
             return doc, "lost"
         if result.interrupted:
@@ -264,6 +263,10 @@ class Pilot:
 
     def _complete(self, body: dict) -> None:
         self.report.processed += 1
+        if self._save(body) == "lost":
+            self.report.lost += 1
+            self.on_event("lost", body, {})
+            return
         state = tok.state(body)
         if state == "todo":
             self.report.retried += 1
@@ -271,8 +274,7 @@ class Pilot:
             self.report.done += 1
         else:
             self.report.failed += 1
-        outcome = self._save(body)
-        self.on_event("retry" if state == "todo" else state if outcome == "saved" else outcome, body, {})
+        self.on_event("retry" if state == "todo" else state, body, {})
 
     # ------------------------------------------------------------------ saving
     def _save(self, body: dict) -> str:

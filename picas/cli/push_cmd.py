@@ -1,0 +1,183 @@
+"""``picas push``: add work to the pool from command files, JSON/YAML or a parameter sweep.
+
+A thin layer over :mod:`picas.push`: this module reads files and prints;
+parsing, ids and the bulk writes are the library's.  The progress bar goes
+to stderr so that stdout (the summary, or ``--json``) stays parseable.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+import click
+import yaml
+
+from picas import push as pushing
+from picas.cli.options import connection_options, make_client
+from picas.config import Settings
+from picas.errors import Conflict, InvalidInput, PicasError
+
+FORMATS = ("auto", "text", "json", "yaml")
+_SHOWN = 20
+
+
+def _format_of(name: str, fmt: str) -> str:
+    if fmt != "auto":
+        return fmt
+    suffix = Path(name).suffix.lower()
+    if suffix == ".json":
+        return "json"
+    if suffix in (".yml", ".yaml"):
+        return "yaml"
+    return "text"
+
+
+def _read(stream: IO[str], name: str, fmt: str, warn) -> list[dict]:
+    """Token bodies from one open file, by its format; parse errors name the file and line."""
+    fmt = _format_of(name, fmt)
+    if fmt == "text":
+        return pushing.tokens_from_lines(stream)
+    text = stream.read()
+    if fmt == "json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(f"{name}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+    else:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = f":{mark.line + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise InvalidInput(f"{name}{line}: not valid YAML: {problem}") from None
+    try:
+        return pushing.tokens_from_data(data, warn=lambda message: warn(f"{name}: {message}"))
+    except InvalidInput as exc:
+        raise InvalidInput(f"{name}: {exc}") from None
+
+
+def _collect(files: tuple[str, ...], fmt: str, params: tuple[str, ...], command: str | None) -> list[dict]:
+    warnings: list[str] = []
+    bodies: list[dict] = []
+    for name in files:
+        if name == "-":
+            bodies.extend(_read(sys.stdin, "<stdin>", "text" if fmt == "auto" else fmt, warnings.append))
+            continue
+        try:
+            with open(name, encoding="utf-8") as stream:
+                bodies.extend(_read(stream, name, fmt, warnings.append))
+        except OSError as exc:
+            raise InvalidInput(f"cannot read {name}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise InvalidInput(f"{name} is not UTF-8 text") from None
+    if params or command:
+        if not params or not command:
+            raise InvalidInput("a sweep needs both --param and --command",
+                               hint="e.g. --param x=1..10 --command 'sim --x {x}'")
+        bodies.extend(pushing.expand_sweep(list(params), command))
+    if len(warnings) > 3:
+        warnings = warnings[:3] + [f"... and {len(warnings) - 3} more bodies without 'input'"]
+    for message in warnings:
+        click.echo(f"picas: warning: {message}", err=True)
+    return bodies
+
+
+def _show_ids(label: str, ids: list[str]) -> None:
+    shown = ", ".join(ids[:_SHOWN]) + (f" ... ({len(ids) - _SHOWN} more)" if len(ids) > _SHOWN else "")
+    click.echo(f"{label}: {shown}", err=True)
+
+
+@click.command("push")
+@click.argument("files", nargs=-1, metavar="[FILE]...")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
+              help="How to read FILE: text (one command per line), json or yaml; auto goes by the extension.")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUES",
+              help="A sweep parameter: x=1..100, x=1..100:5 (step), x=001..100 (padded) or y=a,b,c. Repeatable.")
+@click.option("--command", metavar="TEMPLATE", help="The sweep's command, with {NAME} for each --param.")
+@click.option("--batch-size", default=pushing.DEFAULT_BATCH, show_default=True, type=click.IntRange(1, 100000),
+              help="Tokens per _bulk_docs request.")
+@click.option("--dry-run", is_flag=True, help="Show what would be pushed, and which given ids exist already.")
+@click.option("--skip-duplicates", is_flag=True,
+              help="Exit 0 even if some ids existed already (they are still reported, never overwritten).")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON on stdout.")
+@click.option("--no-progress", is_flag=True, help="Do not draw a progress bar.")
+@connection_options
+def push_cmd(settings: Settings, files: tuple[str, ...], fmt: str, params: tuple[str, ...], command: str | None,
+             batch_size: int, dry_run: bool, skip_duplicates: bool, as_json: bool, no_progress: bool) -> None:
+    """Add tokens to the pool, from files or a parameter sweep.
+
+    \b
+    A FILE is read by its extension (or --format):
+      text         one bash command per line (# comments and blank lines skipped)
+      .json/.yaml  a list of token bodies, or a mapping id -> body
+    '-' reads text from stdin.  Ids given in a file are kept; the others are
+    generated (token_<16 random hex>), unique even when pushes run at once.
+    An id that exists already is reported and never overwritten; the exit
+    code is then 8 unless --skip-duplicates is given.
+
+    \b
+    Examples:
+      picas push commands.txt
+      picas push tokens.yaml --dry-run
+      picas push --param x=1..100 --param y=a,b --command 'sim --x {x} --y {y}'
+      seq 10 | sed 's/^/echo /' | picas push -
+    """
+    bodies = _collect(files, fmt, params, command)
+    if not bodies:
+        raise InvalidInput("nothing to push", hint="give a FILE, or --param and --command for a sweep")
+    if dry_run:
+        _dry_run(settings, bodies, as_json)
+        return
+    client = make_client(settings)
+    started = time.monotonic()
+    if no_progress:
+        report = pushing.push(client, bodies, batch=batch_size)
+    else:
+        with click.progressbar(length=len(bodies), label="Pushing", file=click.get_text_stream("stderr"),
+                               show_pos=True, show_eta=True) as bar:
+            report = pushing.push(client, bodies, batch=batch_size, progress=bar.update)
+    elapsed = time.monotonic() - started
+    _report(report, elapsed, len(bodies), client.database, as_json)
+    if report.failed:
+        first = next(iter(report.failed.items()))
+        raise PicasError(f"{len(report.failed)} tokens were refused by the server, e.g. '{first[0]}': {first[1]}")
+    if report.duplicates and not skip_duplicates:
+        raise Conflict(f"{len(report.duplicates)} ids exist already and were not overwritten",
+                       hint="give --skip-duplicates to accept that")
+
+
+def _report(report: pushing.PushReport, elapsed: float, total: int, db: str | None, as_json: bool) -> None:
+    rate = report.created / elapsed if elapsed > 0 else 0.0
+    if as_json:
+        click.echo(json.dumps({**report.to_dict(), "seconds": round(elapsed, 3), "tokens_per_second": round(rate, 1),
+                               "database": db}))
+    else:
+        click.echo(f"Pushed {report.created:,} of {total:,} tokens to '{db}' in {elapsed:.1f}s ({rate:,.0f} tokens/s).")
+    if report.duplicates:
+        _show_ids(f"picas: {len(report.duplicates):,} duplicate ids exist already (not overwritten)",
+                  report.duplicates)
+    if report.failed:
+        _show_ids(f"picas: {len(report.failed):,} tokens refused", [f"{k} ({v})" for k, v in report.failed.items()])
+
+
+def _dry_run(settings: Settings, bodies: list[dict], as_json: bool) -> None:
+    tokens = pushing.make_tokens(bodies)
+    given = [body["_id"] for body in bodies if body.get("_id")]
+    existing: list[str] = []
+    if given:
+        existing = pushing.existing_ids(make_client(settings), given)
+    if as_json:
+        click.echo(json.dumps({"dry_run": True, "tokens": len(tokens), "given_ids": len(given),
+                               "duplicates": existing, "first": tokens[:3]}, indent=2))
+        return
+    click.echo(f"Would push {len(tokens):,} tokens ({len(given):,} with ids given, "
+               f"{len(tokens) - len(given):,} with generated ids); the first:")
+    for doc in tokens[:5]:
+        click.echo(f"  {doc['_id']}: {json.dumps(doc['input'])}")
+    if existing:
+        _show_ids(f"picas: {len(existing):,} given ids exist already and would be reported as duplicates", existing)
+    click.echo("Nothing was written (--dry-run).")

@@ -1,0 +1,72 @@
+"""Small helpers shared by the core tests: a client on the test database, token pools, pilot processes."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from picas import token as tok
+from picas import views
+from picas.couch import CouchClient
+from picas.retry import Backoff
+
+
+def client_for(server, db_name: str, deploy: bool = True, **kwargs) -> CouchClient:
+    user, password = server.admin
+    client = CouchClient(server.url, db_name, username=user, password=password, **kwargs)
+    if deploy:
+        views.deploy(client)
+    return client
+
+
+def push(client: CouchClient, inputs: list, prefix: str = "token_") -> list[str]:
+    """Push one token per input with random, uniformly spread ids, as 'picas push' makes them."""
+    docs = [tok.new_token(value, f"{prefix}{uuid.uuid4().hex[:16]}") for value in inputs]
+    for start in range(0, len(docs), 1000):
+        results = client.bulk_save(docs[start:start + 1000])
+        assert all(r.ok for r in results)
+    return [d["_id"] for d in docs]
+
+
+def overview(client: CouchClient) -> dict:
+    return {row.key: row.value for row in client.view("Monitor", "overview_total", group=True)}
+
+
+def pilot_env(server, db_name: str, **extra: str) -> dict:
+    user, password = server.admin
+    env = {**os.environ, "PICAS_HOST_URL": server.url, "PICAS_DATABASE": db_name, "PICAS_USERNAME": user,
+           "PICAS_PASSWORD": password, "PICAS_CONFIG": "/nonexistent/picas-test-conf.yml"}
+    env.update(extra)
+    return env
+
+
+def start_pilot(server, db_name: str, *args: str, env: dict | None = None, **popen) -> subprocess.Popen:
+    """A real pilot process: 'python -m picas run ...' with the test server's settings."""
+    return subprocess.Popen([sys.executable, "-m", "picas", "run", *args], env=env or pilot_env(server, db_name),
+                            stdout=popen.pop("stdout", subprocess.PIPE), stderr=popen.pop("stderr", subprocess.PIPE),
+                            text=True, **popen)
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def fast_retry() -> Backoff:
+    return Backoff(base=0.05, cap=0.2, attempts=2)
+
+
+def side_effect_counts(path: Path) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    if path.exists():
+        for line in path.read_text().split():
+            counts[line] = counts.get(line, 0) + 1
+    return counts

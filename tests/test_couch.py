@@ -1,0 +1,101 @@
+"""The CouchDB client against a real pouchdb-server: error mapping, bulk results, views, attachments."""
+import pytest
+
+from picas.couch import CouchClient
+from picas.errors import (Conflict, DatabaseNotFound, NotFound, PicasError, ServerUnavailable, Unauthorized,
+                          ViewNotFound)
+from picas.server import free_port
+from tests.helpers import client_for, fast_retry
+
+
+def test_missing_document_database_and_view(couch_server, db_name):
+    client = client_for(couch_server, db_name)
+    with pytest.raises(NotFound) as missing:
+        client.get("nope")
+    assert not isinstance(missing.value, DatabaseNotFound)
+    with pytest.raises(DatabaseNotFound, match="picas db create|picas views create"):
+        client.copy("no_such_db").get("x")
+    with pytest.raises(ViewNotFound, match="picas views create"):
+        client.view("Monitor", "no_such_view")
+    with pytest.raises(ViewNotFound):
+        client.view("NoSuchDesign", "todo")
+
+
+def test_conflict_is_a_picas_error(couch_server, db_name):
+    client = client_for(couch_server, db_name)
+    doc = client.save({"_id": "a", "x": 1})
+    stale = dict(doc)
+    client.save(doc)
+    with pytest.raises(Conflict):
+        client.save(stale)
+    with pytest.raises(PicasError):
+        client.save(stale)
+    assert client.stats["conflicts"] == 2
+
+
+def test_wrong_password_and_anonymous_access_are_unauthorized(couch_server, db_name):
+    wrong = CouchClient(couch_server.url, db_name, username="admin", password="wrong", retry=fast_retry())
+    with pytest.raises(Unauthorized, match="admin"):
+        wrong.get("x")
+    anonymous = CouchClient(couch_server.url, db_name, retry=fast_retry())
+    with pytest.raises(Unauthorized):
+        anonymous.get("x")
+
+
+def test_credentials_in_the_url_are_used_but_never_shown(couch_server, db_name):
+    client = CouchClient(couch_server.admin_url, db_name)
+    assert client.save({"_id": "u"})["_rev"]
+    assert couch_server.admin[1] not in client.url
+
+
+def test_unreachable_server_names_the_url():
+    url = f"http://127.0.0.1:{free_port()}"
+    client = CouchClient(url, "db", retry=fast_retry())
+    with pytest.raises(ServerUnavailable, match=url.replace(".", r"\.")):
+        client.get("x")
+
+
+def test_bulk_save_reports_each_document(couch_server, db_name):
+    client = client_for(couch_server, db_name)
+    client.save({"_id": "taken"})
+    docs = [{"_id": "new1"}, {"_id": "taken"}, {"_id": "new2"}]
+    results = client.bulk_save(docs)
+    assert [r.ok for r in results] == [True, False, True]
+    assert results[1].conflict
+    assert docs[0]["_rev"].startswith("1-") and "_rev" not in docs[1]
+
+
+def test_view_parameters(couch_server, db_name):
+    client = client_for(couch_server, db_name)
+    client.bulk_save([{"_id": f"t{i}", "type": "token", "lock": 0, "done": 0} for i in range(5)])
+    assert [r.id for r in client.view("Monitor", "todo", limit=2)] == ["t0", "t1"]
+    assert [r.id for r in client.view("Monitor", "todo", startkey="t2", endkey="t3")] == ["t2", "t3"]
+    rows = client.view("Monitor", "todo", keys=["t4", "t1"], include_docs=True).rows
+    assert [r.id for r in rows] == ["t4", "t1"] and rows[0].doc["_id"] == "t4"
+    assert [r.id for r in client.iter_view("Monitor", "todo", page_size=2)] == [f"t{i}" for i in range(5)]
+    assert client.view("Monitor", "overview_total", group=True).rows[0].value == 5
+
+
+def test_attachments_and_security(couch_server, db_name):
+    client = client_for(couch_server, db_name)
+    doc = client.save({"_id": "att"})
+    rev = client.put_attachment("att", doc["_rev"], "log.txt", b"\xffbinary\x00", "text/plain")
+    assert rev.startswith("2-")
+    assert client.get_attachment("att", "log.txt") == b"\xffbinary\x00"
+    security = client.get_security()
+    assert security["members"]["names"] == ["admin"]
+    client.set_security({**security, "members": {"names": ["admin", "alice"], "roles": []}})
+    assert client.get_security()["members"]["names"] == ["admin", "alice"]
+
+
+def test_databases(couch_server):
+    user, password = couch_server.admin
+    client = CouchClient(couch_server.url, "test_dbs_lifecycle", username=user, password=password)
+    assert client.create_db()
+    assert client.db_exists()
+    assert client.create_db(exist_ok=True) is False
+    with pytest.raises(Conflict, match="exists"):
+        client.create_db()
+    assert client.db_info()["db_name"] == "test_dbs_lifecycle"
+    client.delete_db()
+    assert not client.db_exists()
