@@ -145,11 +145,11 @@ class CouchClient:
         self.stats = {"requests": 0, "conflicts": 0, "retries": 0}
 
     # ------------------------------------------------------------------ plumbing
-    def copy(self, database: str | None = None) -> "CouchClient":
+    def copy(self, database: str | None = None, retry: Backoff | None = None) -> "CouchClient":
         """A new client with the same settings and its own session (one per thread)."""
         return CouchClient(self.url, database if database is not None else self.database,
                            username=self.username, password=self.password, verify=self.verify,
-                           timeout=self.timeout, retry=self.retry, cookie_auth=self.cookie_auth)
+                           timeout=self.timeout, retry=retry or self.retry, cookie_auth=self.cookie_auth)
 
     def close(self) -> None:
         self.session.close()

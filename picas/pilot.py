@@ -112,7 +112,9 @@ class Pilot:
                  stop_callback: Callable[[], bool] | None = None,
                  on_event: Callable[[str, dict, dict], None] | None = None,
                  install_signals: bool = True) -> None:
-        self.client = client
+        # Short client-level retries: long outages are waited out by _outage_guard, which also
+        # journals a finished result at once instead of holding it only in memory meanwhile.
+        self.client = client.copy(retry=Backoff(base=0.2, cap=1.0, attempts=3))
         self.config = config or PilotConfig()
         self.who = tok.PilotIdentity.from_environment(pilot_id or new_pilot_id())
         root = self.config.workdir or Path(tempfile.gettempdir()) / f"picas-{os.getuid()}"
@@ -129,7 +131,7 @@ class Pilot:
         self.claimer = Claimer(client, self.who, design=self.config.design, view=self.config.view,
                                window=max(self.config.window, self.config.prefetch * 2),
                                lease_seconds=self.config.lease_seconds, view_params=self.config.view_params)
-        self.keeper = LeaseKeeper(client.copy(), self.who, self.config.heartbeat, self.config.lease_seconds)
+        self.keeper = LeaseKeeper(self.client.copy(), self.who, self.config.heartbeat, self.config.lease_seconds)
         self.journal = Journal(self.workroot / f"journal-{socket.gethostname()}.jsonl")
         self.report = PilotReport(pilot_id=self.who.pilot_id)
         self._queue: list[dict] = []
