@@ -137,6 +137,10 @@ class CouchClient:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.verify = verify
+        # Looking up proxy variables and .netrc on every request costs more than a request to a
+        # local server: resolve the environment's proxies for this URL once, here.
+        self.session.proxies.update(requests.utils.get_environ_proxies(clean))
+        self.session.trust_env = False
         self.session.headers.update({"Accept": "application/json"})
         if self.username is not None and not cookie_auth:
             self.session.auth = (self.username, self.password or "")

@@ -128,7 +128,7 @@ class Pilot:
         self.on_event = on_event or (lambda kind, doc, info: None)
         self.flags = StopFlags()
         self.install_signals = install_signals
-        self.claimer = Claimer(client, self.who, design=self.config.design, view=self.config.view,
+        self.claimer = Claimer(self.client, self.who, design=self.config.design, view=self.config.view,
                                window=max(self.config.window, self.config.prefetch * 2),
                                lease_seconds=self.config.lease_seconds, view_params=self.config.view_params)
         self.keeper = LeaseKeeper(self.client.copy(), self.who, self.config.heartbeat, self.config.lease_seconds)

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+#: Seconds within which a repeated signal counts as the same request (see StopFlags.handle).
+DEBOUNCE = 1.0
 
 
 class StopFlags:
@@ -20,12 +23,18 @@ class StopFlags:
         self.requested = threading.Event()
         self.forced = threading.Event()
         self.signal_name: str | None = None
+        self._first = 0.0
         self._previous: dict[int, object] = {}
 
     def handle(self, signum: int, frame: object = None) -> None:
+        now = time.monotonic()
         if self.requested.is_set():
-            self.forced.set()
+            # scancel signals the batch shell and every process of the job at once, so one
+            # cancellation can reach a pilot twice within a moment: only a later signal forces.
+            if now - self._first > DEBOUNCE:
+                self.forced.set()
         else:
+            self._first = now
             self.signal_name = signal.Signals(signum).name
             self.requested.set()
 

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs, then run the whole suite.
+#
+#   bash scripts/test.sh [pytest args...]
+#
+# 1. the Python package with its test extras (pytest, flake8);
+# 2. pouchdb-server from npm, into the per-user picas data dir (what 'picas server' uses);
+# 3. a real single-node Slurm (Debian packages + daemons), when running as root; the Slurm
+#    tests skip without one on a developer's machine, but fail in CI (CI=true);
+# 4. pytest over tests/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== installing picas with its test dependencies"
+python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
+
+echo "== installing pouchdb-server (npm) if missing"
+python3 -m picas server install
+
+if [ "$(id -u)" = 0 ]; then
+    echo "== starting a single-node Slurm"
+    bash scripts/slurm-up.sh
+elif [ "${CI:-}" = "true" ]; then
+    echo "test.sh: error: CI needs root to install and start Slurm" >&2
+    exit 1
+else
+    echo "== not root: Slurm tests will be skipped unless a Slurm cluster is already reachable"
+fi
+
+echo "== running the test suite"
+set +e
+python3 -m pytest -q -p no:cacheprovider "$@"
+status=$?
+set -e
+if [ "$status" = 5 ]; then
+    echo "test.sh: error: pytest collected no tests" >&2
+fi
+exit "$status"
