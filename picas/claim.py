@@ -29,6 +29,10 @@ Why it is fast:
 
 * The view is queried once per window, not once per token; a window is used
   until it runs out or turns out to be contested.
+* Windows are first read from the index as it stands (``stale=ok``), which
+  spares the server the index update that a fresh query forces; the index is
+  refreshed only when a stale window is mostly taken already (step 2 makes
+  stale rows harmless).
 * Pilots spread out.  Each window starts at a random key, drawn from the shape
   of the keys seen so far (their common prefix and the characters that follow
   it), and the rows of a window are tried in random order.  Pilots therefore
@@ -99,7 +103,7 @@ class Claimer:
     def __init__(self, client: CouchClient, who: tok.PilotIdentity, *, design: str = "Monitor",
                  view: str = "todo", window: int = 25, lease_seconds: float = 600.0,
                  view_params: dict | None = None, rng: random.Random | None = None,
-                 clock=time.time) -> None:
+                 clock=time.time, stale_first: bool = True) -> None:
         self.client = client
         self.who = who
         self.design = design
@@ -109,36 +113,55 @@ class Claimer:
         self.view_params = dict(view_params or {})
         self.rng = rng or random.Random()
         self.clock = clock
+        self.stale_first = stale_first
         self.keys = KeySpace()
         self.stats = ClaimStats()
         self._candidates: deque[dict] = deque()
         self._exhausted = False
 
     # ------------------------------------------------------------------ candidates
-    def _query(self, startkey: str | None) -> list[ViewRow]:
+    def _query(self, startkey: str | None, stale: bool) -> list[ViewRow]:
         params = dict(self.view_params)
         params.update(include_docs=True, limit=self.window)
+        if stale:
+            params.setdefault("stale", "ok")
         if startkey is not None:
             params["startkey"] = startkey
         self.stats.view_queries += 1
         return self.client.view(self.design, self.view, **params).rows
 
-    def _refill(self) -> bool:
-        """Fetch a fresh window of claimable bodies; False when the view has no rows at all."""
-        start = self.keys.random_key(self.rng)
-        rows = self._query(start)
+    def _window(self, start: str | None, stale: bool) -> list[ViewRow]:
+        rows = self._query(start, stale)
         if start is not None and len(rows) < self.window:
             # The random start fell near the end of the view: wrap around to its beginning.
             seen = {row.id for row in rows}
-            rows += [row for row in self._query(None) if row.id not in seen]
-        self.keys.learn([row.key for row in rows])
-        if not rows:
-            return False
-        bodies = [row.doc for row in rows if tok.is_claimable(row.doc)]
-        self.stats.stale_rows += len(rows) - len(bodies)
-        self.rng.shuffle(bodies)
-        self._candidates = deque(bodies)
-        return True
+            rows += [row for row in self._query(None, stale) if row.id not in seen]
+        return rows
+
+    def _refill(self) -> bool:
+        """Fetch a fresh window of claimable bodies; False when the view has no rows at all.
+
+        The first try reads the index as it stands (``stale=ok``): keeping a
+        view index current costs the server more per changed document than the
+        write itself, and a stale row is harmless because the body decides.
+        Only when most of a stale window turns out to be taken already is the
+        index brought up to date, once, for everyone; a token that changed
+        twice in between (locked, then done) is then indexed once, not twice.
+        """
+        start = self.keys.random_key(self.rng)
+        for stale in ((True, False) if self.stale_first and "stale" not in self.view_params else (False,)):
+            rows = self._window(start, stale)
+            self.keys.learn([row.key for row in rows])
+            bodies = [row.doc for row in rows if tok.is_claimable(row.doc)]
+            self.stats.stale_rows += len(rows) - len(bodies)
+            if stale and len(bodies) * 2 < len(rows) or stale and not rows:
+                continue
+            if not rows:
+                return False
+            self.rng.shuffle(bodies)
+            self._candidates = deque(bodies)
+            return True
+        return False
 
     def pending(self) -> int:
         return len(self._candidates)

@@ -93,8 +93,13 @@ def is_installed() -> bool:
 @contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
     """Serialise installs: two first-use starts (say, parallel test runs) must not run npm at once."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a")
+    except OSError as exc:
+        raise LocalServerError(f"cannot write to {path.parent}: {exc.strerror or exc}",
+                               hint="set PICAS_DATA_HOME to a writable directory") from None
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -226,6 +231,28 @@ def write_private_file(path: Path, text: str) -> None:
         raise
 
 
+def _proc_state(stat: str) -> str:
+    """The state letter of a /proc stat line (the command name may contain spaces and parentheses)."""
+    fields = stat.rsplit(")", 1)[-1].split()
+    return fields[0] if fields else ""
+
+
+def _other_threads_alive(proc: Path) -> bool:
+    """Whether a zombie thread-group leader still has live threads.
+
+    When Node's main thread exits first, /proc shows the pid as a zombie
+    while its other threads (and so its listening socket) live on for a few
+    milliseconds; a restart in that window finds the port taken (measured).
+    """
+    for task_stat in proc.glob("task/*/stat"):
+        try:
+            if _proc_state(task_stat.read_text()) not in ("Z", "X"):
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def _process_alive(pid: int, expect_in_cmdline: str | None = None) -> bool:
     """Tell whether ``pid`` is a live process, and (where /proc exists) still the one we started.
 
@@ -240,8 +267,7 @@ def _process_alive(pid: int, expect_in_cmdline: str | None = None) -> bool:
             cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
         except OSError:
             return False
-        state = stat.rsplit(")", 1)[-1].split()[0] if ")" in stat else ""
-        if state in ("Z", "X"):
+        if _proc_state(stat) in ("Z", "X") and not _other_threads_alive(proc):
             return False
         return expect_in_cmdline is None or expect_in_cmdline in cmdline
     try:
@@ -461,10 +487,14 @@ class LocalServer:
             )
         binary = self.binary if self.binary is not None else find_binary()
         # Private from the start: it will hold databases, logs and the (weakly) hashed admin password.
-        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._check_port_free()
-        server_uuid = self._server_uuid()
-        self._write_config(server_uuid)
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._check_port_free()
+            server_uuid = self._server_uuid()
+            self._write_config(server_uuid)
+        except OSError as exc:
+            raise LocalServerError(f"cannot prepare {self.data_dir}: {exc.strerror or exc}",
+                                   hint="choose a writable --data-dir") from None
 
         command = [str(binary), "--host", self.host, "--port", str(self.port),
                    "-c", str(self.config_file), "-n", "--no-color"]

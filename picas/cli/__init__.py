@@ -59,8 +59,10 @@ def _register() -> None:
     """Attach the subcommands; each module owns one noun of the command line."""
     from picas.cli.config_cmd import config, init
     from picas.cli.run_cmd import run
+    from picas.cli.scrub_cmd import scrub
+    from picas.cli.server_cmd import server
 
-    for command in (init, config, run):
+    for command in (init, config, server, run, scrub):
         main.add_command(command)
 
 

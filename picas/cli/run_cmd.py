@@ -22,28 +22,16 @@ from picas.cli.options import connection_options, make_client
 from picas.config import Settings
 from picas.errors import InvalidInput
 from picas.pilot import Pilot, PilotConfig, PilotReport
+from picas.pool import parse_duration
 from picas.signals import StopFlags
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str | float | None) -> float | None:
-    """'90', '90s', '15m', '2h', '1d' → seconds; None stays None."""
-    if text is None or isinstance(text, (int, float)):
-        return text
-    value = text.strip().lower()
-    try:
-        if value and value[-1] in _UNITS:
-            return float(value[:-1]) * _UNITS[value[-1]]
-        return float(value)
-    except ValueError:
-        raise InvalidInput(f"'{text}' is not a duration", hint="use seconds, or e.g. 90s, 15m, 2h, 1d") from None
 
 
 class Duration(click.ParamType):
     name = "DURATION"
 
     def convert(self, value, param, ctx):  # noqa: D102 - click API
+        if value is None or isinstance(value, (int, float)):
+            return value
         try:
             return parse_duration(value)
         except InvalidInput as exc:

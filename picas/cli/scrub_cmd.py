@@ -1,0 +1,60 @@
+"""``picas scrub``: give tokens held by dead pilots back to the pool (see :mod:`picas.scrub`)."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from picas.cli.options import connection_options, make_client
+from picas.config import Settings
+from picas.pool import parse_duration
+from picas.scrub import scrub_expired
+from picas.views import DEFAULT_DESIGN
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    try:
+        return None if value is None else parse_duration(value)
+    except Exception as exc:  # InvalidInput: say which option, as click does
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
+@click.command("scrub")
+@connection_options
+@click.option("--design-doc", "design", default=DEFAULT_DESIGN, show_default=True, metavar="NAME",
+              help="Design document whose 'expired' view to use.")
+@click.option("--older-than", callback=_duration, metavar="DURATION",
+              help="Also reset tokens locked by older clients (no lease) longer ago than this, e.g. 12h.")
+@click.option("--max-attempts", type=click.IntRange(min=1), default=None, metavar="N",
+              help="A token already scrubbed N times goes to error instead of back to todo.")
+@click.option("--dry-run", is_flag=True, help="Count what would be reset; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+def scrub(settings: Settings, design: str, older_than: float | None, max_attempts: int | None, dry_run: bool,
+          as_json: bool) -> None:
+    """Put tokens whose pilot died back to todo, in bulk.
+
+    A running pilot renews the lease of each token it holds; a token whose
+    lease ran out belongs to a pilot that was killed, hung or lost the
+    network.  Each such token goes back to todo with its scrub_count
+    increased and the reason in its history.  Tokens locked by older picas
+    clients have no lease: give --older-than to reset those by lock age.
+
+    \b
+    Examples:
+      picas scrub                        # reset every expired lease
+      picas scrub --max-attempts 3       # a token scrubbed 3 times goes to error
+      picas scrub --older-than 12h       # also old-style locks older than 12 hours
+      picas scrub --dry-run
+    """
+    client = make_client(settings)
+    report = scrub_expired(client, design=design, older_than=older_than, max_attempts=max_attempts,
+                           dry_run=dry_run)
+    if as_json:
+        click.echo(json.dumps({"reset": len(report.reset), "errored": len(report.errored), "dry_run": dry_run,
+                               "requests": report.requests, "ids": report.reset + report.errored}))
+        return
+    verb = "would reset" if dry_run else "reset"
+    line = f"{verb} {len(report.reset)} tokens with expired leases"
+    if report.errored:
+        line += f"; {len(report.errored)} {'would go' if dry_run else 'went'} to error (scrubbed too often)"
+    click.echo(line + f" ({report.requests} requests)")
