@@ -22,9 +22,10 @@ scripts what 1.1.2 got wrong:
   and a task whose lock was taken away (scrubbed and handed to another
   pilot) is stopped and not written back over the new owner;
 * **results survive a 409** — the finished task is saved with
-  :func:`picas.pilot.save_result`; the changes ``process_task`` made are
-  first laid over the newest stored body, so a heartbeat or a user's edit in
-  between costs nothing;
+  :func:`picas.pilot.save_result`; the changes ``process_task`` made (its
+  copy of the token against the body as claimed) are first laid over the
+  stored body, re-read just before the write, so a heartbeat or a user's
+  edit in between costs nothing;
 * **max_token_time is enforced** — when it runs out the payload processes
   are stopped and the task goes to error with a timeout message (1.1.2 only
   logged it);
@@ -53,15 +54,15 @@ from __future__ import annotations
 import copy
 import ctypes
 import logging
-import os
 import subprocess
 import threading
 import time
 from typing import Any, Callable
 
-from picas import executers
+from picas import clients, executers
 from picas import token as tok
 from picas.documents import Document, Task
+from picas.errors import PicasError
 from picas.iterators import EndlessViewIterator, TaskViewIterator, ViewIterator, client_of
 from picas.pilot import Pilot, PilotConfig, PilotReport
 from picas.signals import StopFlags
@@ -81,27 +82,6 @@ class TaskInterrupted(BaseException):
 
 
 # ---------------------------------------------------------------------- helpers
-def _child_pids() -> set[int]:
-    """The pids of this process's live children (Linux /proc; empty where there is none)."""
-    me = str(os.getpid())
-    children = set()
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return children
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if len(fields) > 1 and fields[1] == me and fields[0] != "Z":
-            children.add(int(entry))
-    return children
-
-
 def _raise_in_thread(thread_id: int, exc_type: type[BaseException] | None) -> None:
     """Schedule ``exc_type`` in another thread (None clears a scheduled one)."""
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id),
@@ -152,7 +132,7 @@ class _Watchdog(threading.Thread):
         self.is_lost = is_lost
         self.grace = grace
         self.worker = threading.get_ident()
-        self.children_before = _child_pids()
+        self.children_before = executers.child_pids()
         self.reason: str | None = None
         self.done = threading.Event()
         self._lock = threading.Lock()
@@ -182,7 +162,7 @@ class _Watchdog(threading.Thread):
         if isinstance(sub, subprocess.Popen) and sub.poll() is None and sub not in procs:
             procs.append(sub)
         known = {p.pid for p in procs}
-        procs.extend(pid for pid in _child_pids() - self.children_before if pid not in known)
+        procs.extend(pid for pid in executers.child_pids() - self.children_before if pid not in known)
         return procs
 
     def _interrupt(self) -> None:
@@ -285,7 +265,7 @@ class AbstractRunActor:
         """Called after each task has been saved."""
 
     def cleanup_env(self, *args: Any, **kwargs: Any) -> None:
-        """Called once when ``run`` ends, however it ends."""
+        """Called once at the end of ``run``, however it ends (once ``prepare_env`` has succeeded)."""
 
     # -------------------------------------------------------------- classic plumbing
     def reconnect(self) -> None:
@@ -318,6 +298,8 @@ class AbstractRunActor:
                              grace=self.picas_grace, prefetch=1, attach_logs=False,
                              release_state=(int(reset[0]), int(reset[1])) if reset is not None else (0, 0))
         stop_args = dict(stop_function_args or {})
+        if hasattr(self.iterator, "reset"):
+            self.iterator.reset()  # a second run() looks for work again instead of ending at once
 
         def user_says_stop() -> bool:
             # Classic actors asked the stop function after each task, never before the first.
@@ -392,11 +374,32 @@ class AbstractRunActor:
         current = pilot.keeper.release(token_id)
         if current is None:
             return doc, "lost"
+        current = self._picas_fresh(pilot, token_id, base) or current
         body = self._picas_finalize(merge_changes(base, task.value, current), pilot.who, reason)
         self.tasks_processed += 1
         self._picas_run_count += 1
         self._picas_cleanup_due = True
         return body, "finished"
+
+    @staticmethod
+    def _picas_fresh(pilot: Pilot, token_id: str, base: dict) -> dict | None:
+        """The stored token, re-read just before the result is written, if this actor still holds it.
+
+        Merging onto the newest body makes a 409 on the save unlikely; that
+        matters because after a 409 :func:`picas.pilot.save_result` carries
+        over only the standard result fields, not the custom fields a classic
+        ``process_task`` may have set.  If the token is no longer ours, None:
+        the save then meets the 409 and ``save_result`` records the loss.
+        """
+        try:
+            fresh = pilot.client.get_or_none(token_id)
+        except PicasError:
+            return None  # an outage: save against what we know; the pilot's outage guard takes it from there
+        if fresh is None:
+            return None
+        if base.get("pilot") == pilot.who.pilot_id and not tok.owned_by(fresh, pilot.who.pilot_id):
+            return None
+        return fresh
 
     def _picas_supervise(self, task: Task, timeout: float | None, flags: StopFlags,
                          is_lost: Callable[[], bool], grace: float) -> str | None:
@@ -407,11 +410,15 @@ class AbstractRunActor:
         """
         watchdog = _Watchdog(self, timeout, flags, is_lost, grace)
         watchdog.start()
+        pilot_id = task.get("pilot")
+        if pilot_id:
+            clients.hold_token(task.id, pilot_id)  # lets process_task save its token between heartbeats
         try:
             try:
                 self.process_task(task)
             finally:
                 watchdog.finish()
+                clients.release_token(task.id)
         except TaskInterrupted:
             pass
         except Exception as exc:  # the task failed, not the actor: record it and go on
@@ -431,8 +438,7 @@ class AbstractRunActor:
     def _picas_finalize(self, body: dict, who: tok.PilotIdentity, reason: str | None) -> dict:
         """The body to save: lease fields dropped, a history entry, scrubbed back to todo if it may retry."""
         now = time.time()
-        for name in _LEASE_FIELDS:
-            body.pop(name, None)
+        body.pop("lease_until", None)  # nobody renews it any more; ``heartbeat`` stays as the last sign of life
         if body.get("lock") == 99 and tok.parse_exit_code(body.get("exit_code")) == 0:
             body["exit_code"] = -1  # an error must not look done in the views
         state = tok.state(body)

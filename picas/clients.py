@@ -25,6 +25,7 @@ import random
 import textwrap
 from typing import Any, Iterable, Iterator
 
+from picas import token as tok
 from picas.couch import BulkResult, CouchClient, ViewResult, ViewRow
 from picas.documents import Document
 from picas.errors import Conflict, DatabaseNotFound, NotFound, ViewNotFound
@@ -90,6 +91,44 @@ def _body(doc: dict | Document) -> dict:
     return doc.value if isinstance(doc, Document) else doc
 
 
+#: Tokens an actor in this process is working on, by id, with the actor's pilot id (see _save_held).
+_held_tokens: dict[str, str] = {}
+
+
+def hold_token(token_id: str, pilot_id: str) -> None:
+    """Note that this process's actor works on ``token_id`` (its saves may then meet heartbeats)."""
+    _held_tokens[token_id] = pilot_id
+
+
+def release_token(token_id: str) -> None:
+    _held_tokens.pop(token_id, None)
+
+
+def _save_held(client: CouchClient, body: dict) -> None:
+    """Save a body; a 409 on a token this process's actor holds is resolved instead of raised.
+
+    Classic ``process_task`` code may save its token mid-task (to record
+    progress).  Meanwhile the actor's heartbeats move the token's revision on,
+    which 1.1.2 (no heartbeats) never did, so that save would fail.  While the
+    actor still holds the token, the only other writer is expected to be the
+    heartbeat: the task's body wins, with the current revision and lease.
+    """
+    for _ in range(5):
+        try:
+            client.save(body)
+            return
+        except Conflict:
+            pilot_id = _held_tokens.get(body.get("_id", ""))
+            current = client.get_or_none(body["_id"]) if pilot_id else None
+            if current is None or not tok.owned_by(current, pilot_id):
+                raise
+            body["_rev"] = current["_rev"]
+            for name in ("heartbeat", "lease_until"):
+                if name in current:
+                    body[name] = current[name]
+    client.save(body)
+
+
 class CouchDB:
     """A connection to one picas database (see the module docstring).
 
@@ -146,7 +185,7 @@ class CouchDB:
         Raises :class:`picas.errors.Conflict` when the stored document has
         another revision (someone else changed it since it was read).
         """
-        self.client.save(_body(doc))
+        _save_held(self.client, _body(doc))
         return doc
 
     def save_documents(self, docs: list[dict | Document]) -> list[bool]:
@@ -292,7 +331,7 @@ class Database:
     def __setitem__(self, doc_id: str, doc: dict | Document) -> None:
         body = _body(doc)
         body["_id"] = doc_id
-        self.client.save(body)
+        _save_held(self.client, body)
 
     def __delitem__(self, doc_id: str) -> None:
         self.client.delete(self.client.get(doc_id))
@@ -309,7 +348,7 @@ class Database:
 
     def save(self, doc: dict | Document) -> tuple[str, str]:
         body = _body(doc)
-        self.client.save(body)
+        _save_held(self.client, body)
         return body["_id"], body["_rev"]
 
     def update(self, documents: Iterable[dict | Document]) -> list[tuple[bool, str, Any]]:

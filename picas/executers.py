@@ -91,19 +91,44 @@ def alive(target: subprocess.Popen | int) -> bool:
                 return True
         except (ProcessLookupError, PermissionError):
             pass
+    if pid == os.getpgrp():
+        return False
     try:
         os.killpg(pid, 0)  # stragglers left in the group keep the pipes open
-        return pid != os.getpgrp()
     except (ProcessLookupError, PermissionError):
         return False
+    members = _group_states(pid)
+    # Orphans that died are zombies until init reaps them, which some container inits never do.
+    return members is None or any(state != "Z" for state in members)
+
+
+def _stat(pid: int | str) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state, ppid, pgrp, ...), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            return handle.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
 
 
 def _is_zombie(pid: int) -> bool:
+    fields = _stat(pid)
+    return bool(fields) and fields[0] == "Z"
+
+
+def _group_states(pgid: int) -> list[str] | None:
+    """The states of the processes in a group (None where /proc cannot tell)."""
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
+        entries = os.listdir("/proc")
+    except OSError:
+        return None
+    states = []
+    for entry in entries:
+        if entry.isdigit():
+            fields = _stat(entry)
+            if fields and len(fields) > 2 and fields[2] == str(pgid):
+                states.append(fields[0])
+    return states
 
 
 def terminate(*targets: subprocess.Popen | int, grace: float = 10.0, hurry: threading.Event | None = None) -> None:
@@ -126,3 +151,32 @@ def terminate(*targets: subprocess.Popen | int, grace: float = 10.0, hurry: thre
     for target in live:
         if alive(target):
             send(target, signal.SIGKILL)
+
+
+def child_pids() -> set[int]:
+    """The pids of this process's live (non-zombie) children; empty where /proc cannot tell.
+
+    The actor uses it to find payload processes that ``process_task``
+    started by other means than :func:`execute` (``subprocess.run``...).
+    """
+    pids: set[int] = set()
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return pids
+    found_children_files = False
+    for tid in tasks:
+        try:
+            with open(f"/proc/self/task/{tid}/children", encoding="ascii") as handle:
+                pids.update(int(pid) for pid in handle.read().split())
+            found_children_files = True
+        except (OSError, ValueError):
+            continue
+    if not found_children_files:  # kernels without CONFIG_PROC_CHILDREN: scan every process
+        me = str(os.getpid())
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                fields = _stat(entry)
+                if fields and len(fields) > 1 and fields[1] == me:
+                    pids.add(int(entry))
+    return {pid for pid in pids if not _is_zombie(pid)}
