@@ -48,6 +48,7 @@ Why it is fast:
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -103,7 +104,7 @@ class Claimer:
     def __init__(self, client: CouchClient, who: tok.PilotIdentity, *, design: str = "Monitor",
                  view: str = "todo", window: int = 25, lease_seconds: float = 600.0,
                  view_params: dict | None = None, rng: random.Random | None = None,
-                 clock=time.time, stale_first: bool = True) -> None:
+                 clock=time.time, stale_first: bool = True, stop: threading.Event | None = None) -> None:
         self.client = client
         self.who = who
         self.design = design
@@ -114,6 +115,8 @@ class Claimer:
         self.rng = rng or random.Random()
         self.clock = clock
         self.stale_first = stale_first
+        #: Set by the pilot's signal handler: a backoff between rounds ends at once.
+        self.stop = stop or threading.Event()
         self.keys = KeySpace()
         self.stats = ClaimStats()
         self._candidates: deque[dict] = deque()
@@ -191,9 +194,8 @@ class Claimer:
                 # Everything we reached for was taken: this region of the view is contested.
                 self._candidates.clear()
             delay = backoff.next_delay()
-            if delay is None:
+            if delay is None or self.stop.wait(delay):
                 return []
-            time.sleep(delay)
 
     def _write_claims(self, bodies: list[dict]) -> list[dict]:
         now = self.clock()

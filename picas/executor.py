@@ -141,11 +141,24 @@ def stop_group(proc: subprocess.Popen, grace: float, force: Callable[[], bool] =
 
 
 def _group_alive(pgid: int) -> bool:
+    """Whether any process of the group still runs (zombies that nobody reaps do not count)."""
     try:
         os.killpg(pgid, 0)
-        return True
     except (ProcessLookupError, PermissionError):
         return False
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return True
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False
 
 
 class BashExecutor:

@@ -66,3 +66,41 @@ class Journal:
 
     def pending(self) -> list[dict]:
         return list(self._pending.values())
+
+    def adopt_orphans(self, prefix: str) -> int:
+        """Take over the journals of pilots on this host that are gone; returns how many results came.
+
+        Journal names are ``<prefix><pid>-<random>.jsonl`` (the pilot id); a
+        journal whose pid no longer runs belongs to a pilot that died during
+        an outage.  It is renamed before it is read, so two pilots starting at
+        once never both adopt it.
+        """
+        adopted = 0
+        for path in sorted(self.path.parent.glob(f"{prefix}*.jsonl")):
+            if path == self.path:
+                continue
+            pid = path.name[len(prefix):].split("-", 1)[0]
+            if pid.isdigit() and _alive(int(pid)):
+                continue
+            claimed = path.with_name(f".adopting-{os.getpid()}-{path.name}")
+            try:
+                os.rename(path, claimed)
+            except OSError:
+                continue  # another pilot took it first
+            for body in Journal(claimed).pending():
+                self.add(body)
+                adopted += 1
+            claimed.unlink(missing_ok=True)
+        return adopted
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        try:
+            os.kill(pid, 0)
+            return True
+        except (ProcessLookupError, PermissionError):
+            return False

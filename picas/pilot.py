@@ -130,12 +130,14 @@ class Pilot:
         self.install_signals = install_signals
         self.claimer = Claimer(self.client, self.who, design=self.config.design, view=self.config.view,
                                window=max(self.config.window, self.config.prefetch * 2),
-                               lease_seconds=self.config.lease_seconds, view_params=self.config.view_params)
+                               lease_seconds=self.config.lease_seconds, view_params=self.config.view_params,
+                               stop=self.flags.requested)
         self.keeper = LeaseKeeper(self.client.copy(), self.who, self.config.heartbeat, self.config.lease_seconds)
-        self.journal = Journal(self.workroot / f"journal-{socket.gethostname()}.jsonl")
+        self.journal = Journal(self.workroot / f"journal-{self.who.pilot_id}.jsonl")
         self.report = PilotReport(pilot_id=self.who.pilot_id)
         self._queue: list[dict] = []
         self._next_scrub = 0.0
+        self._bases: dict[str, dict] = {}
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> PilotReport:
@@ -232,6 +234,7 @@ class Pilot:
     def _result_body(self, doc: dict, result: ExecResult) -> dict:
         """The finished token: exit code, times, host, logs; retried if it failed and has retries left."""
         current = self.keeper.release(doc["_id"]) or doc
+        self._bases[doc["_id"]] = current
         fields = {"started": int(result.started), "finished": int(result.finished),
                   "duration": round(result.duration, 3), "hostname": self.who.hostname}
         if result.truncated:
@@ -281,12 +284,15 @@ class Pilot:
     # ------------------------------------------------------------------ saving
     def _save(self, body: dict) -> str:
         """Save a finished token; 'saved', or 'lost' when another pilot owns it now."""
-        outcome = self._outage_guard(lambda: save_result(self.client, body, self.who), "saving a result",
-                                     pending=body)
+        base = self._bases.pop(body["_id"], None)
+        outcome = self._outage_guard(lambda: save_result(self.client, body, self.who, base=base),
+                                     "saving a result", pending=body)
         self.journal.done(body["_id"])
         return outcome
 
     def _flush_journal(self) -> None:
+        """Save results left in this host's journals by pilots that are gone, then our own."""
+        self.journal.adopt_orphans(f"journal-{socket.gethostname()}-")
         for body in self.journal.pending():
             self._outage_guard(lambda: save_result(self.client, body, self.who), "saving a journaled result")
             self.journal.done(body["_id"])
@@ -332,7 +338,8 @@ class Pilot:
             self._give_back(token_id, reason)
 
 
-def save_result(client: CouchClient, body: dict, who: tok.PilotIdentity, attempts: int = 10) -> str:
+def save_result(client: CouchClient, body: dict, who: tok.PilotIdentity, attempts: int = 10,
+                base: dict | None = None) -> str:
     """Write a token this pilot finished or gives back; returns 'saved' or 'lost'.
 
     On a 409 the stored token decides what wins.  If this pilot still owns it
@@ -340,7 +347,8 @@ def save_result(client: CouchClient, body: dict, who: tok.PilotIdentity, attempt
     merged onto the current body and saved again: the result wins, the rest of
     the current body is kept.  If another pilot owns it now, or it was reset or
     deleted, the current owner wins; we add a history note saying that a result
-    was discarded, without changing the token's state.
+    was discarded, without changing the token's state.  ``base`` is the body
+    the result was computed on (see :func:`picas.token.merge_result`).
     """
     for _ in range(attempts):
         try:
@@ -349,7 +357,8 @@ def save_result(client: CouchClient, body: dict, who: tok.PilotIdentity, attempt
         except Conflict:
             current = client.get_or_none(body["_id"])
             if current is not None and tok.owned_by(current, who.pilot_id):
-                body = tok.merge_result(current, body)
+                body = tok.merge_result(current, body, base)
+                base = current
                 continue
             if current is not None:
                 noted = tok.note(current, who, time.time(), "result_discarded",

@@ -237,22 +237,33 @@ def lease_expired(doc: dict, now: float, older_than: float | None = None) -> boo
 
 
 RESULT_FIELDS = ("exit_code", "done", "output", "started", "finished", "duration", "hostname", "timed_out",
-                 "log_truncated", "uploads")
+                 "log_truncated", "uploads", "error", "lock", "scrub_count", "attempts")
 
 
-def merge_result(current: dict, mine: dict) -> dict:
-    """Carry a finished token's result onto the current stored body (after a 409 on save).
+def merge_result(current: dict, mine: dict, base: dict | None = None) -> dict:
+    """Carry a pilot's changes onto the current stored body (after a 409 on save).
 
-    Called only when this pilot still owns ``current``: its result wins over
-    whatever changed meanwhile (a heartbeat, a user's annotation), and the
-    rest of the current body is kept.
+    Called only when this pilot still owns ``current``.  ``base`` is the body
+    the pilot's changes were made on; every field that differs between
+    ``base`` and ``mine`` (user fields a classic script set included) and every
+    field it removed is applied to ``current``: the pilot's result wins over
+    whatever changed meanwhile (a heartbeat, a user's annotation), and the rest
+    of the current body is kept.  Without a base, the result fields are taken.
     """
     body = _copy(current)
-    for name in RESULT_FIELDS + ("error", "lock"):
-        if name in mine:
-            body[name] = copy.deepcopy(mine[name])
+    if base is None:
+        changed = [name for name in RESULT_FIELDS if name in mine]
+        removed: list[str] = []
+    else:
+        changed = [k for k, v in mine.items() if not k.startswith("_") and k != "history" and base.get(k) != v]
+        removed = [k for k in base if not k.startswith("_") and k not in mine]
+    for name in changed:
+        body[name] = copy.deepcopy(mine[name])
+    for name in removed:
+        body.pop(name, None)
+    if "lease_until" not in mine:
+        body.pop("lease_until", None)
     body["history"] = merge_history(current.get("history"), mine.get("history"))
-    body.pop("lease_until", None)
     new_attachments = {k: v for k, v in (mine.get("_attachments") or {}).items() if "data" in v}
     if new_attachments:
         body["_attachments"] = {**(body.get("_attachments") or {}), **new_attachments}
