@@ -205,6 +205,11 @@ class CouchClient:
                 if sent and not retry_ok:
                     raise LostResponse(f"the response to {method} {path} was lost: {exc}") from exc
                 delay = run.next_delay()
+                if delay is None and isinstance(exc, requests.exceptions.ReadTimeout):
+                    raise ServerUnavailable(
+                        f"the CouchDB server at {self.url} did not answer {context or method + ' ' + path} "
+                        f"within {self.timeout:g} s",
+                        hint="it may be building a view index over many documents: try again in a while") from exc
                 if delay is None:
                     raise ServerUnavailable(f"cannot reach the CouchDB server at {self.url} "
                                             f"({type(exc).__name__})") from exc
@@ -234,8 +239,15 @@ class CouchClient:
         status, reason = response.status_code, _reason(response)
         what = context or f"{method} {path}"
         if status == 401:
-            who = f"user '{self.username}'" if self.username else "anonymous access"
-            return Unauthorized(f"{self.url} rejected {who}: {reason}")
+            if not self.username:
+                return Unauthorized(f"{self.url} requires a login for {what}",
+                                    hint="give --username/--password, set PICAS_USERNAME/PICAS_PASSWORD, "
+                                         "or run 'picas init'")
+            # CouchDB and pouchdb-server both answer 401 to a wrong password and to a valid user
+            # who is not a member of the database; the message names both causes.
+            detail = f": {reason}" if reason else ""
+            return Unauthorized(f"{self.url} rejected user '{self.username}' for {what}{detail}",
+                                hint="check the password, and that the user is a member of the database")
         if status == 403:
             return Forbidden(f"{what} is forbidden: {reason}")
         if status == 404:

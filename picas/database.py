@@ -23,6 +23,7 @@ def session(client: CouchClient) -> dict:
 
 
 def is_admin(client: CouchClient) -> bool:
+    """Whether we are a server admin: only admins may create or delete databases."""
     return "_admin" in (session(client).get("roles") or [])
 
 
@@ -35,6 +36,7 @@ def _require_admin(client: CouchClient, what: str) -> None:
 
 
 def has_members(security: dict) -> bool:
+    """Whether a ``_security`` object restricts access; without members anyone who reaches the server gets in."""
     members = security.get("members") or {}
     return bool(members.get("names") or members.get("roles"))
 
@@ -58,15 +60,15 @@ def secure(client: CouchClient, user: str | None) -> bool:
 def create(client: CouchClient, *, exist_ok: bool = False, members: bool = True) -> bool:
     """Create the client's database (admins only); returns False if it existed and ``exist_ok``.
 
-    With ``members`` the current user becomes its member (see :func:`secure`),
-    also when it existed but had no members.
+    With ``members`` the current user becomes the new database's member (see
+    :func:`secure`).  The ``_security`` of a database that existed already is
+    never touched: its admin may have set it up that way on purpose.
     """
     if exist_ok and client.db_exists():
-        created = False
-    else:
-        _require_admin(client, f"creating database '{client.database}'")
-        created = client.create_db(exist_ok=exist_ok)
-    if members:
+        return False
+    _require_admin(client, f"creating database '{client.database}'")
+    created = client.create_db(exist_ok=exist_ok)
+    if created and members:
         secure(client, client.username)
     return created
 

@@ -61,14 +61,17 @@ class NotFound(PicasError):
 
 
 class DatabaseNotFound(NotFound):
+    exit_code = 14
     hint = "create it with 'picas db create' (or 'picas views create', which creates it too)"
 
 
 class ViewNotFound(NotFound):
+    exit_code = 15
     hint = "deploy the views with 'picas views create'"
 
 
 class TokenNotFound(NotFound):
+    exit_code = 16
     hint = "list tokens with 'picas tokens list'"
 
 

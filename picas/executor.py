@@ -232,6 +232,14 @@ class BashExecutor:
         while True:
             try:
                 proc.wait(timeout=0.1)
+                if proc.returncode < 0 or proc.returncode > 128:
+                    # scancel and a walltime signal every process of a job at once: the payload may
+                    # die of that signal a moment before the pilot's own handler runs.  A payload
+                    # killed while the pilot is told to stop was interrupted, not failed.
+                    settle = time.monotonic() + 1.0
+                    while not should_stop() and time.monotonic() < settle:
+                        time.sleep(0.02)
+                    interrupted = should_stop()
                 break
             except subprocess.TimeoutExpired:
                 pass

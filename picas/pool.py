@@ -93,6 +93,7 @@ def token_row(doc: dict, now: float) -> dict:
 
 
 def is_token(doc: dict | None) -> bool:
+    """A live token body, not a design document: bulk operations must never touch the views."""
     return bool(doc) and not doc.get("_deleted") and not str(doc.get("_id", "")).startswith("_design/")
 
 

@@ -160,7 +160,10 @@ def _placeholder(name: str) -> re.Pattern:
 
 
 def iter_sweep(params: list[str], command: str) -> Iterator[dict]:
-    """Like :func:`expand_sweep`, one body at a time (for sweeps too large to hold twice)."""
+    """Like :func:`expand_sweep`, one body at a time (for sweeps too large to hold in memory).
+
+    The parameters are checked at once; only the bodies are made lazily.
+    """
     parsed = [parse_param(spec) for spec in params]
     names = [name for name, _ in parsed]
     for name in names:
@@ -171,8 +174,12 @@ def iter_sweep(params: list[str], command: str) -> Iterator[dict]:
                                hint=f"e.g. --command 'sim --{name} {{{name}}}'")
     if not command.strip():
         raise InvalidInput("the sweep command is empty", hint="e.g. --command 'sim --x {x}'")
+    return _fill(command, names, [values for _, values in parsed])
+
+
+def _fill(command: str, names: list[str], values: list[list]) -> Iterator[dict]:
     patterns = [_placeholder(name) for name in names]
-    for combination in itertools.product(*(values for _, values in parsed)):
+    for combination in itertools.product(*values):
         text = command
         for pattern, value in zip(patterns, combination):
             text = pattern.sub(lambda _m, v=value: str(v), text)
@@ -212,6 +219,7 @@ def make_token(body: dict, id_factory: Callable[[], str] = new_token_id) -> dict
 
 
 def make_tokens(bodies: Iterable[dict], id_factory: Callable[[], str] = new_token_id) -> list[dict]:
+    """:func:`make_token` for each body, e.g. to show what a ``--dry-run`` would push."""
     return [make_token(body, id_factory) for body in bodies]
 
 

@@ -99,7 +99,7 @@ def test_a_missing_view_is_one_clear_line(couch_server, db_name):
     client_for(couch_server, db_name, deploy=False)
     proc = start_pilot(couch_server, db_name, "--design-doc", "Nope")
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 7
+    assert proc.returncode == 15
     assert err.strip().count("\n") == 0 and "picas views create" in err and "Traceback" not in err
 
 

@@ -20,6 +20,10 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 class PicasGroup(click.Group):
     """A click group that reports PicasError as one line and a distinct exit code."""
 
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        # In the order an operator meets them, not alphabetically.
+        return list(self.commands)
+
     def invoke(self, ctx: click.Context):  # noqa: D102 - click API
         try:
             return super().invoke(ctx)
@@ -58,11 +62,18 @@ def main(ctx: click.Context, debug: bool) -> None:
 def _register() -> None:
     """Attach the subcommands; each module owns one noun of the command line."""
     from picas.cli.config_cmd import config, init
+    from picas.cli.db_cmd import db
+    from picas.cli.push_cmd import push_cmd
     from picas.cli.run_cmd import run
     from picas.cli.scrub_cmd import scrub
     from picas.cli.server_cmd import server
+    from picas.cli.status_cmd import status_cmd
+    from picas.cli.submit_cmd import autopilot, pilots, submit
+    from picas.cli.tokens_cmd import delete_cmd, reset_cmd, tokens
+    from picas.cli.views_cmd import views
 
-    for command in (init, config, server, run, scrub):
+    for command in (init, config, server, db, views, push_cmd, status_cmd, tokens, reset_cmd, delete_cmd,
+                    scrub, run, submit, pilots, autopilot):
         main.add_command(command)
 
 

@@ -6,11 +6,12 @@ to stderr so that stdout (the summary, or ``--json``) stays parseable.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Iterable
 
 import click
 import yaml
@@ -60,7 +61,9 @@ def _read(stream: IO[str], name: str, fmt: str, warn) -> list[dict]:
         raise InvalidInput(f"{name}: {exc}") from None
 
 
-def _collect(files: tuple[str, ...], fmt: str, params: tuple[str, ...], command: str | None) -> list[dict]:
+def _collect(files: tuple[str, ...], fmt: str, params: tuple[str, ...],
+             command: str | None) -> tuple[Iterable[dict], int]:
+    """All bodies to push and their number; a sweep is made lazily, as it may be large."""
     warnings: list[str] = []
     bodies: list[dict] = []
     for name in files:
@@ -74,16 +77,17 @@ def _collect(files: tuple[str, ...], fmt: str, params: tuple[str, ...], command:
             raise InvalidInput(f"cannot read {name}: {exc.strerror or exc}") from None
         except UnicodeDecodeError:
             raise InvalidInput(f"{name} is not UTF-8 text") from None
-    if params or command:
-        if not params or not command:
-            raise InvalidInput("a sweep needs both --param and --command",
-                               hint="e.g. --param x=1..10 --command 'sim --x {x}'")
-        bodies.extend(pushing.expand_sweep(list(params), command))
     if len(warnings) > 3:
         warnings = warnings[:3] + [f"... and {len(warnings) - 3} more bodies without 'input'"]
     for message in warnings:
         click.echo(f"picas: warning: {message}", err=True)
-    return bodies
+    if params or command:
+        if not params or not command:
+            raise InvalidInput("a sweep needs both --param and --command",
+                               hint="e.g. --param x=1..10 --command 'sim --x {x}'")
+        sweep = pushing.iter_sweep(list(params), command)
+        return itertools.chain(bodies, sweep), len(bodies) + pushing.sweep_size(list(params))
+    return bodies, len(bodies)
 
 
 def _show_ids(label: str, ids: list[str]) -> None:
@@ -126,22 +130,22 @@ def push_cmd(settings: Settings, files: tuple[str, ...], fmt: str, params: tuple
       picas push --param x=1..100 --param y=a,b --command 'sim --x {x} --y {y}'
       seq 10 | sed 's/^/echo /' | picas push -
     """
-    bodies = _collect(files, fmt, params, command)
-    if not bodies:
+    bodies, total = _collect(files, fmt, params, command)
+    if not total:
         raise InvalidInput("nothing to push", hint="give a FILE, or --param and --command for a sweep")
     if dry_run:
-        _dry_run(settings, bodies, as_json)
+        _dry_run(settings, bodies, total, as_json)
         return
     client = make_client(settings)
     started = time.monotonic()
     if no_progress:
         report = pushing.push(client, bodies, batch=batch_size)
     else:
-        with click.progressbar(length=len(bodies), label="Pushing", file=click.get_text_stream("stderr"),
+        with click.progressbar(length=total, label="Pushing", file=click.get_text_stream("stderr"),
                                show_pos=True, show_eta=True) as bar:
             report = pushing.push(client, bodies, batch=batch_size, progress=bar.update)
     elapsed = time.monotonic() - started
-    _report(report, elapsed, len(bodies), client.database, as_json)
+    _report(report, elapsed, total, client.database, as_json)
     if report.failed:
         first = next(iter(report.failed.items()))
         raise PicasError(f"{len(report.failed)} tokens were refused by the server, e.g. '{first[0]}': {first[1]}")
@@ -164,19 +168,23 @@ def _report(report: pushing.PushReport, elapsed: float, total: int, db: str | No
         _show_ids(f"picas: {len(report.failed):,} tokens refused", [f"{k} ({v})" for k, v in report.failed.items()])
 
 
-def _dry_run(settings: Settings, bodies: list[dict], as_json: bool) -> None:
-    tokens = pushing.make_tokens(bodies)
-    given = [body["_id"] for body in bodies if body.get("_id")]
-    existing: list[str] = []
-    if given:
-        existing = pushing.existing_ids(make_client(settings), given)
+def _dry_run(settings: Settings, bodies: Iterable[dict], total: int, as_json: bool) -> None:
+    """Describe the push without writing: how many, the first few, and which given ids exist already."""
+    first: list[dict] = []
+    given: list[str] = []
+    for body in bodies:
+        if body.get("_id"):
+            given.append(body["_id"])
+        if len(first) < 5:
+            first.append(pushing.make_token(body))
+    existing = pushing.existing_ids(make_client(settings), given) if given else []
     if as_json:
-        click.echo(json.dumps({"dry_run": True, "tokens": len(tokens), "given_ids": len(given),
-                               "duplicates": existing, "first": tokens[:3]}, indent=2))
+        click.echo(json.dumps({"dry_run": True, "tokens": total, "given_ids": len(given), "duplicates": existing,
+                               "first": first[:3]}, indent=2))
         return
-    click.echo(f"Would push {len(tokens):,} tokens ({len(given):,} with ids given, "
-               f"{len(tokens) - len(given):,} with generated ids); the first:")
-    for doc in tokens[:5]:
+    click.echo(f"Would push {total:,} tokens ({len(given):,} with ids given, "
+               f"{total - len(given):,} with generated ids); the first:")
+    for doc in first:
         click.echo(f"  {doc['_id']}: {json.dumps(doc['input'])}")
     if existing:
         _show_ids(f"picas: {len(existing):,} given ids exist already and would be reported as duplicates", existing)

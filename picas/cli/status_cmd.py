@@ -13,8 +13,12 @@ import click
 
 from picas import status as st
 from picas.cli.options import connection_options, make_client
+from picas.pilot_jobs import pilot_summary
 from picas.config import Settings
 from picas.views import DEFAULT_DESIGN
+
+#: Seconds a watch must span before its own two-count rate replaces the first estimate.
+_SETTLE = 30.0
 
 
 @click.command("status")
@@ -46,21 +50,28 @@ def status_cmd(settings: Settings, design: str, as_json: bool, watch: bool, inte
     """
     client = make_client(settings)
     if not watch:
-        _show(st.snapshot(client, design, sample=sample, window=window), as_json, clear=False)
+        _show(st.snapshot(client, design, sample=sample, window=window), as_json, clear=False,
+              pilots=pilot_summary(client))
         return
     history: deque[tuple[float, dict[str, int]]] = deque()
+    first: st.Estimate | None = None
     count = 0
     try:
         while True:
             now = time.time()
-            snap = st.snapshot(client, design, sample=sample, window=window, now=now, with_rate=not history)
+            snap = st.snapshot(client, design, sample=sample, window=window, now=now, with_rate=first is None)
+            first = first or snap.estimate
             history.append((now, snap.counts))
             while len(history) > 2 and now - history[1][0] >= window:
                 history.popleft()  # keep the oldest sample that still spans the window
-            if len(history) > 1:
-                then, counts = history[0]
+            then, counts = history[0]
+            # Counts a few seconds apart are too coarse; until the watch spans enough time,
+            # the estimate from finish times (taken at the start) is the better one.
+            if len(history) > 1 and (first.rate is None or now - then >= min(window, _SETTLE)):
                 snap.estimate = st.estimate(counts, snap.counts, now - then)
-            _show(snap, as_json, clear=not as_json)
+            elif len(history) > 1:
+                snap.estimate = st.Estimate(first.rate, st.time_left(first.rate, snap.counts), first.basis)
+            _show(snap, as_json, clear=not as_json, pilots=pilot_summary(client))
             count += 1
             if iterations is not None and count >= iterations:
                 return
@@ -69,11 +80,25 @@ def status_cmd(settings: Settings, design: str, as_json: bool, watch: bool, inte
         click.echo("", err=True)
 
 
-def _show(snap: st.PoolStatus, as_json: bool, clear: bool) -> None:
+def _pilot_lines(pilots: list[dict]) -> str:
+    """The batch pilots recorded for this database, as squeue sees them now."""
+    if not pilots:
+        return ""
+    lines = ["", "Pilot jobs:"]
+    for row in pilots:
+        state = row.get("state", "unknown")
+        detail = f"{row.get('running', 0)} running, {row.get('pending', 0)} queued"
+        lines.append(f"  {row.get('job_id')}  {row.get('class', ''):<14} {state:<9} {detail}")
+    if any(row.get("error") for row in pilots):
+        lines.append(f"  (squeue: {pilots[0]['error']})")
+    return "\n".join(lines)
+
+
+def _show(snap: st.PoolStatus, as_json: bool, clear: bool, pilots: list[dict] | None = None) -> None:
     if as_json:
-        click.echo(json.dumps(snap.to_dict()))
+        click.echo(json.dumps({**snap.to_dict(), "pilots": pilots or []}))
         return
-    text = st.render(snap)
+    text = st.render(snap) + _pilot_lines(pilots or [])
     if clear and click.get_text_stream("stdout").isatty():
         click.clear()
         text += f"\n\nUpdated {time.strftime('%H:%M:%S', time.localtime(snap.time))}; Ctrl-C to stop."

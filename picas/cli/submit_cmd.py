@@ -315,16 +315,17 @@ def pilots_list(settings: Settings, show_all: bool, as_json: bool) -> None:
 @click.argument("job_ids", nargs=-1)
 @click.option("--all", "cancel_all", is_flag=True, help="Every recorded pilot job still queued or running.")
 @click.option("--signal", "signal_name", metavar="NAME",
-              help="Do not cancel: send this signal (e.g. USR1) so the pilots give their token back and stop.")
+              help="Drain instead: send this signal (e.g. USR1) to the running pilots, which give their token "
+                   "back and exit; pending ones are cancelled.")
 def pilots_cancel(settings: Settings, job_ids: tuple[str, ...], cancel_all: bool, signal_name: str | None) -> None:
-    """Cancel pilot jobs (scancel); each pilot gives its token back to todo first.
+    """Cancel pilot jobs (scancel); each running pilot gives its token back to todo first.
 
     \b
     Examples:
       picas pilots cancel 1234            # a whole array
       picas pilots cancel 1234_3          # one task of it
       picas pilots cancel --all
-      picas pilots cancel --all --signal USR1   # finish nothing new, hand tokens back, exit
+      picas pilots cancel --all --signal USR1   # running pilots hand their token back and exit
     """
     if bool(job_ids) == cancel_all:
         raise click.UsageError("give job ids or --all (not both)")
@@ -338,9 +339,19 @@ def pilots_cancel(settings: Settings, job_ids: tuple[str, ...], cancel_all: bool
         if not ids:
             click.echo("No queued or running pilot jobs.")
             return
-    slurm.cancel(ids, signal=signal_name.upper() if signal_name else None)
-    what = f"Sent {signal_name.upper()} to" if signal_name else "Cancelled"
-    click.echo(f"{what} {len(ids)} pilot job{'s' if len(ids) != 1 else ''}: {', '.join(ids)}")
+    if not signal_name:
+        slurm.cancel(ids)
+        click.echo(f"Cancelled {len(ids)} pilot job{'s' if len(ids) != 1 else ''}: {', '.join(ids)}")
+        return
+    name = signal_name.upper()
+    running, waiting = pilot_jobs.split_running(slurm.queued_jobs(ids))
+    if running:
+        slurm.cancel(running, signal=name)
+    if waiting:
+        slurm.cancel(waiting)  # a pending pilot holds no token; left alone it would start and take one
+    click.echo(f"Sent {name} to {len(running)} running pilot{'s' if len(running) != 1 else ''}"
+               f"{': ' + ', '.join(running) if running else ''}; cancelled {len(waiting)} pending"
+               f"{': ' + ', '.join(waiting) if waiting else ''}")
 
 
 @pilots.command("prune")
