@@ -182,6 +182,7 @@ class Claimer:
         for a full batch while work is there.
         """
         backoff = Backoff(base=0.05, cap=2.0, attempts=max_rounds).start()
+        lost_rounds = 0
         while True:
             if not self._candidates and not self._refill():
                 return []
@@ -191,7 +192,12 @@ class Claimer:
                 if won:
                     self.stats.claimed += len(won)
                     return won
-                # Everything we reached for was taken: this region of the view is contested.
+                # A lost race costs one write, a new window a view query: try the rest of the
+                # window first.  Losing again and again means this region is contested.
+                lost_rounds += 1
+                if lost_rounds < 3 and self._candidates:
+                    continue
+                lost_rounds = 0
                 self._candidates.clear()
             delay = backoff.next_delay()
             if delay is None or self.stop.wait(delay):

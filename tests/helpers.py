@@ -60,6 +60,19 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1, what: str 
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def process_gone(pid: int) -> bool:
+    """True when the process has exited (a zombie that nobody reaps counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
 def fast_retry() -> Backoff:
     return Backoff(base=0.05, cap=0.2, attempts=2)
 

@@ -31,6 +31,7 @@ from picas.iterators import EndlessViewIterator, PrioritizedViewIterator, TaskVi
 from picas.jobid import add_job_id, remove_job_id
 from picas.modifiers import BasicTokenModifier, NestedTokenModifier
 from picas.util import Timer, merge_dicts, seconds, time_elapsed
+from tests.helpers import process_gone, wait_for
 
 # ---------------------------------------------------------------------- classic user scripts
 # Views as classic createViews.py made them, through the client's add_view.
@@ -307,28 +308,6 @@ def push_inputs(workdir: Path, inputs: list[str], extra: dict | None = None) -> 
 def by_input(client: CouchClient) -> dict[str, dict]:
     rows = client.all_docs(include_docs=True).rows
     return {row.doc["input"]: row.doc for row in rows if not row.id.startswith("_design/")}
-
-
-def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
-
-
-def process_gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
 
 
 # ---------------------------------------------------------------------- end to end: classic scripts

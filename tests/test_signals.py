@@ -1,28 +1,16 @@
 """Signals to real pilot processes: the payload stops, the token goes back, the pilot exits 0."""
-import os
 import signal
 import time
 
 import pytest
 
 from picas import token as tok
-from tests.helpers import client_for, pilot_env, push, start_pilot, wait_for
+from tests.helpers import client_for, pilot_env, process_gone, push, start_pilot, wait_for
 
 
 def _locked(client, token_id):
     doc = client.get(token_id)
     return doc if tok.state(doc) == "locked" else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return open(f"/proc/{pid}/stat").read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1, signal.SIGINT])
@@ -40,7 +28,7 @@ def test_signal_stops_payload_and_puts_token_back(couch_server, db_name, tmp_pat
     doc = client.get(token_id)
     assert tok.state(doc) == "todo" and doc["scrub_count"] == 0, "a pilot told to stop is not the token's fault"
     assert doc["history"][-1]["event"] == "released" and "pilot" not in doc
-    wait_for(lambda: not _alive(payload_pid), timeout=10, what="payload to die")
+    wait_for(lambda: process_gone(payload_pid), timeout=10, what="payload to die")
 
 
 def test_second_signal_forces_an_immediate_stop(couch_server, db_name, tmp_path):
