@@ -58,7 +58,8 @@ from picas.couch import CouchClient, ViewRow
 from picas.errors import Conflict
 from picas.retry import Backoff
 
-_HIGH_CHAR = "\ufff0"
+#: Rows (ids only) read once to learn the shape of the view's keys.
+LEARN_ROWS = 50
 
 
 @dataclass
@@ -123,9 +124,9 @@ class Claimer:
         self._exhausted = False
 
     # ------------------------------------------------------------------ candidates
-    def _query(self, startkey: str | None, stale: bool) -> list[ViewRow]:
+    def _query(self, startkey: str | None, stale: bool, docs: bool = True, limit: int | None = None) -> list[ViewRow]:
         params = dict(self.view_params)
-        params.update(include_docs=True, limit=self.window)
+        params.update(include_docs=docs, limit=limit or self.window)
         if stale:
             params.setdefault("stale", "ok")
         if startkey is not None:
@@ -151,6 +152,10 @@ class Claimer:
         index brought up to date, once, for everyone; a token that changed
         twice in between (locked, then done) is then indexed once, not twice.
         """
+        if self.keys.prefix is None:
+            # Before anything is known about the keys, every pilot would start at the top of the view
+            # and they would all reach for the same few tokens: learn the keys' shape first, cheaply.
+            self.keys.learn([row.key for row in self._query(None, stale=True, docs=False, limit=LEARN_ROWS)])
         start = self.keys.random_key(self.rng)
         for stale in ((True, False) if self.stale_first and "stale" not in self.view_params else (False,)):
             rows = self._window(start, stale)

@@ -72,7 +72,7 @@ class PilotConfig:
     keep_workdirs: bool = False
     attach_logs: bool = True
     outage_timeout: float = 600.0
-    window: int = 25
+    window: int = 10
     view_params: dict = field(default_factory=dict)
     scrub_every: float | None = None
     max_attempts: int | None = None
@@ -129,7 +129,7 @@ class Pilot:
         self.flags = StopFlags()
         self.install_signals = install_signals
         self.claimer = Claimer(self.client, self.who, design=self.config.design, view=self.config.view,
-                               window=max(self.config.window, self.config.prefetch * 2),
+                               window=max(self.config.window, self.config.prefetch * 3),
                                lease_seconds=self.config.lease_seconds, view_params=self.config.view_params,
                                stop=self.flags.requested)
         self.keeper = LeaseKeeper(self.client.copy(), self.who, self.config.heartbeat, self.config.lease_seconds)
@@ -137,6 +137,8 @@ class Pilot:
         self.report = PilotReport(pilot_id=self.who.pilot_id)
         self._queue: list[dict] = []
         self._next_scrub = 0.0
+        self._finished: list[dict] = []
+        self._finished_since = 0.0
         self._bases: dict[str, dict] = {}
 
     # ------------------------------------------------------------------ the loop
@@ -149,7 +151,10 @@ class Pilot:
             self._flush_journal()
             self.report.reason = self._loop(started)
         finally:
-            self._give_back_all("the pilot stopped")
+            try:
+                self._flush_results()
+            finally:
+                self._give_back_all("the pilot stopped")
             self.keeper.stop()
             if self.install_signals:
                 self.flags.restore()
@@ -179,6 +184,7 @@ class Pilot:
             self.on_event("start", doc, {})
             body, outcome = self.execute(doc)
             if outcome == "interrupted":
+                self._flush_results()
                 self._give_back(doc["_id"], f"stopped by {self.flags.signal_name or 'request'}")
                 return f"stopped by {self.flags.signal_name or 'request'}"
             if outcome == "lost":
@@ -267,28 +273,43 @@ class Pilot:
         return attachments
 
     def _complete(self, body: dict) -> None:
-        self.report.processed += 1
-        if self._save(body) == "lost":
-            self.report.lost += 1
-            self.on_event("lost", body, {})
-            return
-        state = tok.state(body)
-        if state == "todo":
-            self.report.retried += 1
-        elif state == "done":
-            self.report.done += 1
-        else:
-            self.report.failed += 1
-        self.on_event("retry" if state == "todo" else state, body, {})
+        """Queue a finished token for saving; results of a batch go back in one request.
 
-    # ------------------------------------------------------------------ saving
-    def _save(self, body: dict) -> str:
-        """Save a finished token; 'saved', or 'lost' when another pilot owns it now."""
-        base = self._bases.pop(body["_id"], None)
-        outcome = self._outage_guard(lambda: save_result(self.client, body, self.who, base=base),
-                                     "saving a result", pending=body)
-        self.journal.done(body["_id"])
-        return outcome
+        With ``prefetch`` 1 every result is saved at once.  With a batch, the
+        results wait until the batch is done, or until half a heartbeat has
+        passed (a finished token's lease is no longer renewed, so it must not
+        wait long enough for a scrub to take it).
+        """
+        if not self._finished:
+            self._finished_since = time.monotonic()
+        self._finished.append(body)
+        if self.config.prefetch <= 1 or not self._queue or len(self._finished) >= self.config.prefetch \
+                or time.monotonic() - self._finished_since > self.config.heartbeat / 2:
+            self._flush_results()
+
+    def _flush_results(self) -> None:
+        bodies, self._finished = self._finished, []
+        if not bodies:
+            return
+        bases = {body["_id"]: self._bases.pop(body["_id"], None) for body in bodies}
+        outcomes = self._outage_guard(lambda: save_results(self.client, bodies, self.who, bases),
+                                      "saving results", pending=bodies)
+        for body in bodies:
+            self.journal.done(body["_id"])
+        for body, outcome in zip(bodies, outcomes):
+            self.report.processed += 1
+            if outcome == "lost":
+                self.report.lost += 1
+                self.on_event("lost", body, {})
+                continue
+            state = tok.state(body)
+            if state == "todo":
+                self.report.retried += 1
+            elif state == "done":
+                self.report.done += 1
+            else:
+                self.report.failed += 1
+            self.on_event("retry" if state == "todo" else state, body, {})
 
     def _flush_journal(self) -> None:
         """Save results left in this host's journals by pilots that are gone, then our own."""
@@ -297,7 +318,7 @@ class Pilot:
             self._outage_guard(lambda: save_result(self.client, body, self.who), "saving a journaled result")
             self.journal.done(body["_id"])
 
-    def _outage_guard(self, action: Callable, what: str, pending: dict | None = None):
+    def _outage_guard(self, action: Callable, what: str, pending: list[dict] | None = None):
         """Run ``action``, waiting out a server outage for up to ``outage_timeout`` seconds."""
         backoff = Backoff(base=1.0, cap=30.0, attempts=None, deadline=self.config.outage_timeout).start()
         journaled = False
@@ -305,15 +326,16 @@ class Pilot:
             try:
                 return action()
             except ServerUnavailable as exc:
-                if pending is not None and not journaled:
-                    self.journal.add(pending)
+                if pending and not journaled:
+                    for body in pending:
+                        self.journal.add(body)
                     journaled = True
                 delay = backoff.next_delay()
                 if delay is None or self.flags.forced.is_set():
                     where = f"; unsaved results are kept in {self.journal.path}" if self.journal.pending() else ""
                     raise PilotError(f"gave up {what} after the server stayed unreachable for "
                                      f"{self.config.outage_timeout:g} s: {exc}{where}") from exc
-                self.on_event("outage", pending or {}, {"error": str(exc), "retry_in": delay})
+                self.on_event("outage", (pending or [{}])[0], {"error": str(exc), "retry_in": delay})
                 time.sleep(delay)
 
     def _give_back(self, token_id: str, reason: str) -> None:
@@ -369,3 +391,20 @@ def save_result(client: CouchClient, body: dict, who: tok.PilotIdentity, attempt
                     pass  # the new owner wrote first; the note is best effort, the owner's state is not
             return "lost"
     raise Conflict(f"could not save '{body['_id']}': it kept changing ({attempts} tries)")
+
+
+def save_results(client: CouchClient, bodies: list[dict], who: tok.PilotIdentity,
+                 bases: dict[str, dict | None] | None = None) -> list[str]:
+    """Save several results in one ``_bulk_docs`` request; per-document conflicts as in :func:`save_result`."""
+    bases = bases or {}
+    if len(bodies) == 1:
+        return [save_result(client, bodies[0], who, base=bases.get(bodies[0]["_id"]))]
+    outcomes = []
+    for body, result in zip(bodies, client.bulk_save(bodies)):
+        if result.ok:
+            outcomes.append("saved")
+        elif result.conflict:
+            outcomes.append(save_result(client, body, who, base=bases.get(body["_id"])))
+        else:
+            raise PilotError(f"the server refused the result of '{body['_id']}': {result.error} {result.reason}")
+    return outcomes
