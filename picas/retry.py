@@ -11,6 +11,10 @@ import time
 from dataclasses import dataclass, field
 
 
+#: Shared by default: seeding a generator per retry loop costs more than the loop itself on a hot path.
+_RNG = random.Random()
+
+
 @dataclass
 class Backoff:
     """Delays of ``base * factor**n``, capped at ``cap``, drawn uniformly below that.
@@ -25,7 +29,7 @@ class Backoff:
     cap: float = 10.0
     attempts: int | None = 5
     deadline: float | None = None
-    rng: random.Random = field(default_factory=random.Random, repr=False)
+    rng: random.Random = field(default_factory=lambda: _RNG, repr=False)
 
     def __post_init__(self) -> None:
         if self.attempts is None and self.deadline is None:
