@@ -95,21 +95,22 @@ def test_old_client_locks_need_older_than(couch_server, db_name):
     assert tok.state(client.get("recent")) == "locked"
 
 
-def _drain_with_restarts(server, db_name, tmp_path, disrupt):
+def _drain_with_restarts(server, db_name, tmp_path, disrupt, tokens=120, seconds=0.05):
     client = client_for(server, db_name)
     sink = tmp_path / "executions.txt"
-    ids = push(client, [f"sleep 0.05; echo $PICAS_TOKEN_ID >> {sink}"] * 120)
+    ids = push(client, [f"sleep {seconds}; echo $PICAS_TOKEN_ID >> {sink}"] * tokens)
     env = pilot_env(server, db_name)
     pilots = [start_pilot(server, db_name, "-q", "--heartbeat", "2", "--outage-timeout", "120", env=env)
               for _ in range(4)]
     wait_for(lambda: len(side_effect_counts(sink)) >= 20, what="progress before the fault")
     disrupt()
+    assert len(side_effect_counts(sink)) < tokens, "the fault came while the pilots still had work"
     results = [p.communicate(timeout=300) for p in pilots]
     for pilot, (out, err) in zip(pilots, results):
         assert pilot.returncode == 0, err
     counts = side_effect_counts(sink)
     assert set(counts) == set(ids) and max(counts.values()) == 1
-    assert overview(client) == {"done": 120}
+    assert overview(client) == {"done": tokens}
     return results
 
 
@@ -125,7 +126,8 @@ def _fresh_db(server):
 
 def test_server_restart_during_a_multi_pilot_run(disk_server, tmp_path):
     db_name = _fresh_db(disk_server)
-    _drain_with_restarts(disk_server, db_name, tmp_path, lambda: disk_server.server.restart())
+    _drain_with_restarts(disk_server, db_name, tmp_path, lambda: disk_server.server.restart(), tokens=200,
+                         seconds=0.2)
 
 
 def test_outage_longer_than_a_claim_then_the_pilots_resume(disk_server, tmp_path):
@@ -136,7 +138,8 @@ def test_outage_longer_than_a_claim_then_the_pilots_resume(disk_server, tmp_path
         time.sleep(6)
         disk_server.server.start()
 
-    results = _drain_with_restarts(disk_server, db_name, tmp_path, outage)
+    # Payloads long enough that the pool cannot drain while the server is away.
+    results = _drain_with_restarts(disk_server, db_name, tmp_path, outage, tokens=200, seconds=0.2)
     assert any("server unreachable" in err for _, err in results), "the pilots said they were waiting"
 
 
