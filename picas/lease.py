@@ -51,6 +51,7 @@ class LeaseKeeper:
         with self.lock:
             for doc in docs:
                 self.held[doc["_id"]] = doc
+                self.lost.discard(doc["_id"])  # claimed anew after it was lost once
 
     def release(self, token_id: str) -> dict | None:
         """Stop renewing a token and hand back its newest known body (None if it was lost)."""

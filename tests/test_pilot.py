@@ -161,3 +161,30 @@ def test_max_tasks_and_stop_callback(couch_server, db_name, tmp_path):
     pilot = Pilot(client, PilotConfig(workdir=tmp_path / "w"), install_signals=False,
                   stop_callback=lambda: calls.append(1) or len(calls) > 1)
     assert pilot.run().processed == 1 and overview(client) == {"done": 3, "todo": 2}
+
+
+def test_lease_renewal_that_finds_the_token_taken_stops_the_payload(couch_server, db_name, tmp_path):
+    import threading
+    client = client_for(couch_server, db_name)
+    [token_id] = push(client, ["sleep 60"])
+    pilot = _pilot(client, tmp_path, heartbeat=0.3, grace=1)
+
+    def steal():
+        doc = client.get(token_id)
+        while tok.state(doc) != "locked":
+            time.sleep(0.05)
+            doc = client.get(token_id)
+        time.sleep(0.5)                      # a few renewals happen first
+        doc = client.get(token_id)
+        scrubbed = tok.reset(doc, None, time.time(), "scrubbed by an operator")
+        client.save({**tok.claim(scrubbed, tok.PilotIdentity("new-owner"), time.time(), 600), "note": "new owner"})
+
+    thief = threading.Thread(target=steal)
+    thief.start()
+    started = time.monotonic()
+    report = pilot.run()
+    thief.join()
+    assert time.monotonic() - started < 20, "the payload was stopped, not waited for"
+    assert report.lost == 1 and report.done == 0 and pilot.keeper.renewals >= 1
+    doc = client.get(token_id)
+    assert doc["note"] == "new owner" and doc["pilot"] == "new-owner", "the new owner's state is kept"
