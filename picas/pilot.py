@@ -156,6 +156,7 @@ class Pilot:
             finally:
                 self._give_back_all("the pilot stopped")
             self.keeper.stop()
+            self._tidy_workroot()
             if self.install_signals:
                 self.flags.restore()
             self.report.finished = time.time()
@@ -193,6 +194,15 @@ class Pilot:
                 self.on_event("lost", doc, {})
                 continue
             self._complete(body)
+
+    def _tidy_workroot(self) -> None:
+        """Remove this pilot's empty directories, so thousands of pilot runs leave no litter behind."""
+        root = getattr(self.executor, "workdir_root", None)
+        for path in ((root / ".logs", root) if root else ()):
+            try:
+                path.rmdir()
+            except OSError:
+                pass  # not empty (kept workdirs, logs) or already gone
 
     def _should_stop(self, started: float) -> str:
         cfg = self.config

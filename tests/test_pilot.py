@@ -188,3 +188,11 @@ def test_lease_renewal_that_finds_the_token_taken_stops_the_payload(couch_server
     assert report.lost == 1 and report.done == 0 and pilot.keeper.renewals >= 1
     doc = client.get(token_id)
     assert doc["note"] == "new owner" and doc["pilot"] == "new-owner", "the new owner's state is kept"
+
+
+def test_a_pilot_leaves_no_empty_directories_behind(couch_server, db_name, tmp_path):
+    client = client_for(couch_server, db_name)
+    push(client, ["true"] * 3)
+    pilot = _pilot(client, tmp_path)
+    assert pilot.run().done == 3
+    assert not pilot.executor.workdir_root.exists()
