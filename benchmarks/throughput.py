@@ -109,7 +109,7 @@ def _children_cpu() -> float:
 
 
 def _server_load(cpu: float | None, wall: float) -> dict:
-    """How busy the server was: one core fully used is 1.0, which is pouchdb-server's limit (one Node thread)."""
+    """How busy the server was: pouchdb-server works on one Node thread, so about 1.0 is its limit."""
     if cpu is None or not wall:
         return {}
     return {"server_cpu_s": round(cpu, 2), "server_busy": round(cpu / wall, 2)}
