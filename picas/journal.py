@@ -13,6 +13,8 @@ import json
 import os
 from pathlib import Path
 
+from picas.server import process_alive
+
 
 class Journal:
     """Append-only record of pending results, keyed by token id."""
@@ -80,7 +82,7 @@ class Journal:
             if path == self.path:
                 continue
             pid = path.name[len(prefix):].split("-", 1)[0]
-            if pid.isdigit() and _alive(int(pid)):
+            if pid.isdigit() and process_alive(int(pid)):
                 continue
             claimed = path.with_name(f".adopting-{os.getpid()}-{path.name}")
             try:
@@ -92,15 +94,3 @@ class Journal:
                 adopted += 1
             claimed.unlink(missing_ok=True)
         return adopted
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, IndexError):
-        try:
-            os.kill(pid, 0)
-            return True
-        except (ProcessLookupError, PermissionError):
-            return False

@@ -253,7 +253,7 @@ def _other_threads_alive(proc: Path) -> bool:
     return False
 
 
-def _process_alive(pid: int, expect_in_cmdline: str | None = None) -> bool:
+def process_alive(pid: int, expect_in_cmdline: str | None = None) -> bool:
     """Tell whether ``pid`` is a live process, and (where /proc exists) still the one we started.
 
     The command-line check keeps a stale pid file from making us report, or
@@ -388,7 +388,7 @@ class LocalServer:
             # Our own child: poll() also reaps it, so it does not linger as a zombie.
             return record if self._proc.poll() is None else None
         binary_name = Path(record["binary"]).name if record.get("binary") else None
-        return record if _process_alive(pid, binary_name) else None
+        return record if process_alive(pid, binary_name) else None
 
     # -- lifecycle -------------------------------------------------------
 
@@ -603,7 +603,7 @@ class LocalServer:
             if self._proc is not None and self._proc.pid == pid:
                 if self._proc.poll() is not None:
                     return True
-            elif not _process_alive(pid):
+            elif not process_alive(pid):
                 return True
             if time.monotonic() > deadline:
                 return False

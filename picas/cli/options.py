@@ -120,3 +120,21 @@ def make_client(settings: Settings, *, need_database: bool = True) -> Any:
         password=settings.password,
         verify=settings.verify,
     )
+
+
+class Duration(click.ParamType):
+    """A duration option: '90', '90s', '15m', '2h', '1d' or '1h30m', converted to seconds."""
+
+    name = "DURATION"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float | None:
+        if value is None or isinstance(value, (int, float)):
+            return value
+        from picas.pool import parse_duration  # the one parser, shared with the library
+        try:
+            return parse_duration(value)
+        except Exception as exc:  # InvalidInput: reported by click as a usage error naming the option
+            self.fail(str(exc), param, ctx)
+
+
+DURATION = Duration()

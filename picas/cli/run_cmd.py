@@ -7,6 +7,7 @@ their summaries.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -18,27 +19,10 @@ from pathlib import Path
 
 import click
 
-from picas.cli.options import connection_options, make_client
+from picas.cli.options import DURATION, connection_options, make_client
 from picas.config import Settings
-from picas.errors import InvalidInput
 from picas.pilot import Pilot, PilotConfig, PilotReport
-from picas.pool import parse_duration
 from picas.signals import StopFlags
-
-
-class Duration(click.ParamType):
-    name = "DURATION"
-
-    def convert(self, value, param, ctx):  # noqa: D102 - click API
-        if value is None or isinstance(value, (int, float)):
-            return value
-        try:
-            return parse_duration(value)
-        except InvalidInput as exc:
-            self.fail(str(exc), param, ctx)
-
-
-DURATION = Duration()
 
 
 def _printer(quiet: bool, prefix: str = ""):
@@ -74,10 +58,7 @@ def _summary(report: dict) -> str:
 
 
 def _report_dict(report: PilotReport) -> dict:
-    return {"pilot_id": report.pilot_id, "processed": report.processed, "done": report.done,
-            "failed": report.failed, "retried": report.retried, "released": report.released, "lost": report.lost,
-            "duration": report.duration, "reason": report.reason, "conflicts": report.conflicts,
-            "requests": report.requests}
+    return {**dataclasses.asdict(report), "duration": report.duration}
 
 
 @click.command("run")

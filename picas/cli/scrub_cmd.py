@@ -5,25 +5,17 @@ import json
 
 import click
 
-from picas.cli.options import connection_options, make_client
+from picas.cli.options import DURATION, connection_options, make_client
 from picas.config import Settings
-from picas.pool import parse_duration
 from picas.scrub import scrub_expired
 from picas.views import DEFAULT_DESIGN
-
-
-def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    try:
-        return None if value is None else parse_duration(value)
-    except Exception as exc:  # InvalidInput: say which option, as click does
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
 
 
 @click.command("scrub")
 @connection_options
 @click.option("--design-doc", "design", default=DEFAULT_DESIGN, show_default=True, metavar="NAME",
               help="Design document whose 'expired' view to use.")
-@click.option("--older-than", callback=_duration, metavar="DURATION",
+@click.option("--older-than", type=DURATION,
               help="Also reset tokens locked by older clients (no lease) longer ago than this, e.g. 12h.")
 @click.option("--max-attempts", type=click.IntRange(min=1), default=None, metavar="N",
               help="A token already scrubbed N times goes to error instead of back to todo.")

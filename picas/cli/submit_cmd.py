@@ -22,7 +22,7 @@ import click
 from picas import autopilot as ap
 from picas import pilot_jobs, slurm
 from picas.cli.options import connection_options, make_client
-from picas.cli.run_cmd import parse_duration
+from picas.pool import parse_duration
 from picas.config import Settings, config_path, load_file, write_profile
 from picas.errors import InvalidInput, PicasError, SchedulerError
 

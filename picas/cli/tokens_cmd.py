@@ -12,9 +12,8 @@ import click
 
 from picas import pool
 from picas import token as tok
-from picas.cli.options import connection_options, make_client
+from picas.cli.options import DURATION, connection_options, make_client
 from picas.config import Settings
-from picas.errors import InvalidInput
 from picas.views import DEFAULT_DESIGN
 
 _design_option = click.option("--design-doc", "design", default=DEFAULT_DESIGN, show_default=True, metavar="NAME",
@@ -28,15 +27,6 @@ def _complete_views(ctx: click.Context, param: click.Parameter, incomplete: str)
 def _split_ids(values: tuple[str, ...]) -> list[str]:
     """Ids from repeated --ids options, each holding one or more ids separated by commas or spaces."""
     return [item for value in values for item in value.replace(",", " ").split() if item]
-
-
-def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return pool.parse_duration(value)
-    except InvalidInput as exc:
-        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
 
 
 @click.group("tokens")
@@ -171,7 +161,7 @@ def _check_selection(view: str | None, ids: list[str]) -> None:
 @click.command("reset")
 @click.option("--view", type=click.Choice(["error", "locked", "done"]), help="Reset the tokens in this state.")
 @click.option("--ids", "ids", multiple=True, metavar="ID[,ID...]", help="Reset these tokens (any state but todo).")
-@click.option("--older-than", callback=_duration, metavar="DURATION",
+@click.option("--older-than", type=DURATION,
               help="Only tokens that entered their state this long ago: 90s, 30m, 2h, 1d.")
 @click.option("--dry-run", is_flag=True, help="Count and list what would be reset; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
@@ -199,7 +189,7 @@ def reset_cmd(settings: Settings, view: str | None, ids: tuple[str, ...], older_
 @click.command("delete")
 @click.option("--view", type=click.Choice(list(pool.STATE_VIEWS)), help="Delete the tokens in this state.")
 @click.option("--ids", "ids", multiple=True, metavar="ID[,ID...]", help="Delete these tokens.")
-@click.option("--older-than", callback=_duration, metavar="DURATION",
+@click.option("--older-than", type=DURATION,
               help="Only tokens that entered their state this long ago: 90s, 30m, 2h, 1d.")
 @click.option("--dry-run", is_flag=True, help="Count and list what would be deleted; change nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
