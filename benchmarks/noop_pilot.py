@@ -96,7 +96,8 @@ def main() -> int:
         "failed": report.failed, "lost": report.lost, "released": report.released,
         "conflicts": report.conflicts, "requests": report.requests, "reason": report.reason,
         "claim_conflicts": pilot.claimer.stats.conflicts, "view_queries": pilot.claimer.stats.view_queries,
-        "stale_rows": pilot.claimer.stats.stale_rows,
+        "stale_rows": pilot.claimer.stats.stale_rows, "scan_queries": pilot.claimer.stats.scan_queries,
+        "scanned_rows": pilot.claimer.stats.scanned_rows,
         "process_started": started, "loop_started": report.started, "loop_finished": report.finished,
         "loop_seconds": report.duration, "rss_kib": pilot.rss,
     }))

@@ -91,6 +91,8 @@ def _drain(url: str, tmp: Path, tokens: int, pilots: int, prefetch: int, python:
         "conflicts": sum(r["conflicts"] for r in parsed),
         "claim_conflicts": sum(r["claim_conflicts"] for r in parsed),
         "view_queries": views,
+        "scan_queries": sum(r.get("scan_queries", 0) for r in parsed),
+        "scanned_rows": sum(r.get("scanned_rows", 0) for r in parsed),
         "requests": requests, "requests_per_token": round(requests / done, 3) if done else None,
         # Claim writes, result saves, heartbeats: ~1.1 at k=10 means results are still saved one by one.
         "non_view_requests_per_token": round((requests - views) / done, 3) if done else None,

@@ -1,7 +1,7 @@
 """The CouchDB client: the only module in picas that speaks HTTP.
 
-One :class:`CouchClient` wraps one ``requests.Session`` (connection pooling,
-keep-alive) for one server and, optionally, one database.  It maps HTTP
+One :class:`CouchClient` wraps one :class:`picas.transport.Transport`
+(keep-alive connections) for one server and, optionally, one database.  It maps HTTP
 failures onto the :mod:`picas.errors` tree and retries what is safe to retry:
 
 * connection errors, timeouts and 5xx answers are retried with bounded
@@ -24,12 +24,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
-import requests
-from requests.adapters import HTTPAdapter
-
 from picas.errors import (BadRequest, Conflict, DatabaseNotFound, Forbidden, NotFound, PicasError,
                           ServerUnavailable, Unauthorized, ViewNotFound)
 from picas.retry import Backoff
+from picas.transport import Response, Transport, TransportError, basic_auth
 
 #: View query parameters whose values CouchDB expects as JSON.
 _JSON_PARAMS = {"key", "keys", "startkey", "endkey", "start_key", "end_key"}
@@ -132,18 +130,14 @@ class CouchClient:
         self.timeout = timeout
         self.retry = retry or Backoff(base=0.2, cap=5.0, attempts=6)
         self.cookie_auth = cookie_auth
-        self.session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        self.session.verify = verify
-        # Looking up proxy variables and .netrc on every request costs more than a request to a
-        # local server: resolve the environment's proxies for this URL once, here.
-        self.session.proxies.update(requests.utils.get_environ_proxies(clean))
-        self.session.trust_env = False
-        self.session.headers.update({"Accept": "application/json"})
+        try:
+            self.transport = Transport(clean, verify=verify, timeout=timeout, pool_size=pool_size)
+        except (ValueError, OSError) as exc:
+            raise PicasError(f"cannot use the CA bundle {verify!r}: {exc}",
+                             hint="give --ca-bundle the path of a PEM file") from None
+        self._headers = {"Accept": "application/json"}
         if self.username is not None and not cookie_auth:
-            self.session.auth = (self.username, self.password or "")
+            self._headers["Authorization"] = basic_auth(self.username, self.password or "")
         self._logged_in = False
         #: How many requests and conflicts this client has seen; benchmarks read these.
         self.stats = {"requests": 0, "conflicts": 0, "retries": 0}
@@ -156,7 +150,7 @@ class CouchClient:
                            timeout=self.timeout, retry=retry or self.retry, cookie_auth=self.cookie_auth)
 
     def close(self) -> None:
-        self.session.close()
+        self.transport.close()
 
     def _db(self, database: str | None = None) -> str:
         name = database or self.database
@@ -172,7 +166,7 @@ class CouchClient:
 
     def request(self, method: str, path: str, *, params: dict | None = None, json_body: Any = None,
                 data: bytes | None = None, headers: dict | None = None, retry_ok: bool = True,
-                context: str = "") -> requests.Response:
+                context: str = "") -> Response:
         """Send one request and return the 2xx response, or raise the mapped PicasError.
 
         ``retry_ok`` says the request may be sent again blindly after a lost
@@ -185,34 +179,32 @@ class CouchClient:
 
     def _send(self, method: str, path: str, *, params: dict | None = None, json_body: Any = None,
               data: bytes | None = None, headers: dict | None = None, retry_ok: bool = True,
-              context: str = "", auth_retry: bool = True) -> requests.Response:
-        url = self.url + path
-        hdrs = dict(headers or {})
+              context: str = "", auth_retry: bool = True) -> Response:
+        hdrs = dict(self._headers)
+        hdrs.update(headers or {})
         if json_body is not None:
             data = json.dumps(json_body).encode()
             hdrs.setdefault("Content-Type", "application/json")
+        query = urllib.parse.urlencode(params) if params else ""
         run = self.retry.start()
         while True:
             self.stats["requests"] += 1
             try:
-                response = self.session.request(method, url, params=params, data=data, headers=hdrs,
-                                                timeout=self.timeout)
-            except requests.exceptions.SSLError as exc:
-                raise ServerUnavailable(f"TLS verification of {self.url} failed: {exc}",
-                                        hint="pass --ca-bundle PATH, or --insecure if you trust the network")
-            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-                sent = not isinstance(exc, requests.exceptions.ConnectTimeout) and _maybe_sent(exc)
-                if sent and not retry_ok:
+                response = self.transport.request(method, path, query=query, body=data, headers=hdrs)
+            except TransportError as exc:
+                if exc.tls:
+                    raise ServerUnavailable(f"TLS verification of {self.url} failed: {exc}",
+                                            hint="pass --ca-bundle PATH, or --insecure if you trust the network")
+                if exc.sent and not retry_ok:
                     raise LostResponse(f"the response to {method} {path} was lost: {exc}") from exc
                 delay = run.next_delay()
-                if delay is None and isinstance(exc, requests.exceptions.ReadTimeout):
+                if delay is None and exc.timed_out and exc.sent:
                     raise ServerUnavailable(
                         f"the CouchDB server at {self.url} did not answer {context or method + ' ' + path} "
                         f"within {self.timeout:g} s",
                         hint="it may be building a view index over many documents: try again in a while") from exc
                 if delay is None:
-                    raise ServerUnavailable(f"cannot reach the CouchDB server at {self.url} "
-                                            f"({type(exc).__name__})") from exc
+                    raise ServerUnavailable(f"cannot reach the CouchDB server at {self.url} ({exc})") from exc
                 self.stats["retries"] += 1
                 time.sleep(delay)
                 continue
@@ -235,7 +227,7 @@ class CouchClient:
                 self._logged_in = True
             return response
 
-    def _error(self, response: requests.Response, method: str, path: str, context: str) -> PicasError:
+    def _error(self, response: Response, method: str, path: str, context: str) -> PicasError:
         status, reason = response.status_code, _reason(response)
         what = context or f"{method} {path}"
         if status == 401:
@@ -470,21 +462,14 @@ class LostResponse(PicasError):
     """Internal: a non-idempotent request went out but its answer never came back."""
 
 
-def _maybe_sent(exc: Exception) -> bool:
-    """Whether the request may have reached the server before the connection failed."""
-    text = str(exc)
-    refused = ("Connection refused", "Failed to establish", "Name or service not known", "NewConnectionError")
-    return not any(marker in text for marker in refused)
-
-
-def _reason(response: requests.Response) -> str:
+def _reason(response: Response) -> str:
     body = _json(response)
     if body:
         return str(body.get("reason") or body.get("error") or "")
     return (response.text or "").strip()[:200]
 
 
-def _json(response: requests.Response) -> dict:
+def _json(response: Response) -> dict:
     try:
         body = response.json()
     except ValueError:

@@ -39,9 +39,8 @@ from pathlib import Path
 from typing import Iterator
 from urllib.parse import quote
 
-import requests
-
 from picas.errors import LocalServerError
+from picas.transport import Transport, TransportError
 
 POUCHDB_SERVER_VERSION = "4.2.0"
 POUCHDB_SERVER_PACKAGE = f"pouchdb-server@{POUCHDB_SERVER_VERSION}"
@@ -421,13 +420,13 @@ class LocalServer:
         log["file"] = str(self.data_dir / "log.txt")
         write_private_file(self.config_file, json.dumps(config, indent=2) + "\n")
 
-    def _probe(self, session: requests.Session) -> dict | None:
+    def _probe(self, transport: Transport) -> dict | None:
         try:
-            response = session.get(self.url + "/", timeout=1.0)
+            response = transport.request("GET", "/")
             if response.status_code != 200:
                 return None
             body = response.json()
-        except (requests.RequestException, ValueError):
+        except (TransportError, ValueError):
             return None
         return body if isinstance(body, dict) else None
 
@@ -459,9 +458,9 @@ class LocalServer:
 
     def _port_in_use_error(self) -> LocalServerError:
         who = ""
-        with requests.Session() as session:
-            session.trust_env = False
-            body = self._probe(session)
+        probe = self._prober()
+        body = self._probe(probe)
+        probe.close()
         if body is not None:
             if "couchdb" in body:
                 who = f" (CouchDB {body.get('version', '?')} answers there)"
@@ -517,8 +516,8 @@ class LocalServer:
         }) + "\n")
 
         deadline = time.monotonic() + max(wait, 0.0)
-        with requests.Session() as session:
-            session.trust_env = False  # a corporate HTTP proxy must not intercept a localhost probe
+        probe = self._prober()
+        try:
             while True:
                 code = proc.poll()
                 if code is not None:
@@ -526,7 +525,7 @@ class LocalServer:
                     raise self._died_error(code, offset)
                 if wait <= 0:
                     return
-                body = self._probe(session)
+                body = self._probe(probe)
                 if body is not None and body.get("uuid") == server_uuid:
                     self._protect_config()
                     return
@@ -539,6 +538,12 @@ class LocalServer:
                         + (f"; last lines of {self.log_file}:\n{tail}" if tail else "")
                     )
                 time.sleep(0.05)
+        finally:
+            probe.close()
+
+    def _prober(self) -> Transport:
+        """A short-timeout connection for "is it up?" probes; a corporate proxy must not intercept localhost."""
+        return Transport(self.url, timeout=1.0, pool_size=1, environment_proxy=False)
 
     def _protect_config(self, timeout: float = 3.0) -> None:
         """Wait until pouchdb-server has hashed the admin password in config.json, then make the file private.

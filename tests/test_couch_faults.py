@@ -133,5 +133,5 @@ def test_cookie_sessions_log_in_once(couch_server, db_name):
     user, password = couch_server.admin
     client = CouchClient(couch_server.url, db_name, username=user, password=password, cookie_auth=True)
     client.save({"_id": "c"})
-    assert client.session.auth is None and client.session.cookies.get("AuthSession")
+    assert "Authorization" not in client._headers and client.transport.cookies.get("AuthSession")
     assert client.get("c")["_id"] == "c"

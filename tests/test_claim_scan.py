@@ -1,0 +1,81 @@
+"""Claiming from ``_all_docs`` while the pool is rich, and from the view once it is not.
+
+The scan is only allowed where it selects exactly what the ``todo`` view
+selects; these tests pin that down on a real server: which design documents
+allow it, that it never takes a body the view would not list, that it hands
+over to the view as the pool drains, and that the view then still finds
+tokens that came back to todo.
+"""
+from picas import token as tok
+from picas.claim import Claimer, _classic_todo_map, scan_claimable, scannable
+from picas.views import deploy, design_document
+from tests.helpers import client_for, push
+
+WHO = tok.PilotIdentity("scan-test")
+
+
+def _drain(claimer: Claimer, client, limit: int = 1000) -> list[str]:
+    """Claim until the claimer says there is no work; finish each token at once."""
+    taken = []
+    for _ in range(limit):
+        body = claimer.claim()
+        if body is None:
+            return taken
+        taken.append(body["_id"])
+        client.save(tok.finish(body, WHO, 2, 0))
+    raise AssertionError("the claimer never ran out of work")
+
+
+def test_only_the_standard_todo_view_may_be_scanned():
+    assert scannable(design_document())
+    classic = {"language": "javascript", "views": {"todo": {"map": _classic_todo_map().replace(" ", "\n  ")}}}
+    assert scannable(classic), "whitespace does not matter"
+    assert not scannable(design_document("doc.cores == 4")), "an extra condition must be obeyed"
+    custom = {"views": {"todo": {"map": 'function(doc){ if(doc.lock == 0) emit(doc._id, 1); }'}}}
+    assert not scannable(custom)
+    assert not scannable(None) and not scannable({"views": {}})
+
+
+def test_the_scan_takes_only_bodies_the_view_lists():
+    assert scan_claimable({"type": "token", "lock": 0, "done": 0})
+    assert not scan_claimable({"lock": 0, "done": 0}), "the view wants type == 'token'"
+    assert not scan_claimable({"type": "token", "lock": 5, "done": 0})
+    assert not scan_claimable({"type": "token", "lock": 0, "done": 0, "_deleted": True})
+
+
+def test_a_rich_pool_is_claimed_through_all_docs_and_drained_through_the_view(couch_server, db_name):
+    client = client_for(couch_server, db_name)
+    ids = push(client, ["true"] * 60)
+    # Not tokens to the view: a claimer must never take them, even though they sit among the tokens.
+    client.save({"_id": "token_zz_untyped", "lock": 0, "done": 0})
+    client.save({"_id": "token_zz_other", "type": "result", "lock": 0, "done": 0})
+    claimer = Claimer(client, WHO, window=5)
+    taken = _drain(claimer, client)
+    assert sorted(taken) == sorted(ids), "every token once, nothing else"
+    assert claimer.stats.scan_queries > 0, "the rich pool was read through _all_docs"
+    assert claimer.scan is False, "the drained pool was handed over to the view"
+    assert client.get("token_zz_untyped")["lock"] == 0 and client.get("token_zz_other")["lock"] == 0
+
+
+def test_tokens_back_in_todo_are_found_after_the_pool_drained(couch_server, db_name):
+    client = client_for(couch_server, db_name)
+    ids = push(client, ["true"] * 30)
+    claimer = Claimer(client, WHO, window=5)
+    assert len(_drain(claimer, client)) == 30
+    for token_id in ids[:3]:
+        client.save(tok.reset(client.get(token_id), WHO, 3, "test"))
+    assert sorted(_drain(claimer, client)) == sorted(ids[:3])
+
+
+def test_a_design_with_a_condition_is_read_through_its_view(couch_server, db_name):
+    client = client_for(couch_server, db_name)
+    deploy(client, "Big", condition="doc.cores == 4")
+    big = [f"token_big{i}" for i in range(5)]
+    small = [f"token_small{i}" for i in range(5)]
+    client.bulk_save([tok.new_token("true", t, cores=4) for t in big]
+                     + [tok.new_token("true", t, cores=1) for t in small])
+    claimer = Claimer(client, WHO, design="Big", window=5)
+    taken = _drain(claimer, client)
+    assert sorted(taken) == sorted(big)
+    assert claimer.scan is False and claimer.stats.scan_queries == 0
+    assert all(client.get(t)["lock"] == 0 for t in small)
