@@ -24,6 +24,7 @@ class OneAnswerServer:
         self.listener.listen(8)
         self.port = self.listener.getsockname()[1]
         self.connections = 0
+        self.closed = 0
         self.request_lines: list[str] = []
         threading.Thread(target=self._serve, daemon=True).start()
 
@@ -47,6 +48,7 @@ class OneAnswerServer:
                              b"Set-Cookie: AuthSession=abc; Path=/; HttpOnly\r\n"
                              b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
             # closing here is what a server does to an idle keep-alive connection
+            self.closed += 1
 
     def close(self) -> None:
         self.listener.close()
@@ -64,7 +66,7 @@ def test_a_connection_the_server_closed_is_not_reused(one_answer_server, monkeyp
         monkeypatch.delenv(name, raising=False)
     transport = Transport(f"http://127.0.0.1:{one_answer_server.port}")
     assert transport.request("GET", "/").json() == {"ok": True}
-    wait_for(lambda: one_answer_server.connections == 1, what="the first connection")
+    wait_for(lambda: one_answer_server.closed == 1, what="the server to close the first connection")
     # Without the idle check the second request would go out on the closed socket and fail
     # after sending, which the client would have to treat as a lost answer.
     assert transport.request("GET", "/again").json() == {"ok": True}
