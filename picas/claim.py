@@ -44,8 +44,8 @@ Why it is fast:
   until it runs out or turns out to be contested.
 * Windows are first read from the index as it stands (``stale=ok``), which
   spares the server the index update that a fresh query forces; the index is
-  refreshed only when a stale window is mostly taken already (step 2 makes
-  stale rows harmless).
+  refreshed only when a stale window holds nothing claimable any more
+  (step 2 makes stale rows harmless).
 * Pilots spread out.  Each window starts at a random key, drawn from the shape
   of the keys seen so far (their common prefix and the characters that follow
   it), and the rows of a window are tried in random order.  Pilots therefore
@@ -70,6 +70,7 @@ from picas import token as tok
 from picas.couch import CouchClient, ViewRow
 from picas.errors import Conflict
 from picas.retry import Backoff
+from picas.views import design_document
 
 #: Rows (ids only) read once to learn the shape of the view's keys.
 LEARN_ROWS = 50
@@ -107,7 +108,6 @@ def scannable(design_doc: dict | None) -> bool:
     source = ((design_doc.get("views") or {}).get("todo") or {}).get("map")
     if not isinstance(source, str):
         return False
-    from picas.views import design_document
     standard = design_document()["views"]["todo"]["map"]
     return _squeeze(source) in (_squeeze(standard), _squeeze(_classic_todo_map()))
 
@@ -199,13 +199,16 @@ class Claimer:
         self.stats.view_queries += 1
         return self.client.view(self.design, self.view, **params).rows
 
-    def _window(self, start: str | None, stale: bool) -> list[ViewRow]:
-        rows = self._query(start, stale)
+    def _wrapped(self, fetch, start: str | None) -> list[ViewRow]:
+        """``fetch(start)``; if a random start fell near the end, topped up from the beginning, without repeats."""
+        rows = fetch(start)
         if start is not None and len(rows) < self.window:
-            # The random start fell near the end of the view: wrap around to its beginning.
             seen = {row.id for row in rows}
-            rows += [row for row in self._query(None, stale) if row.id not in seen]
+            rows += [row for row in fetch(None) if row.id not in seen]
         return rows
+
+    def _window(self, start: str | None, stale: bool) -> list[ViewRow]:
+        return self._wrapped(lambda key: self._query(key, stale), start)
 
     def _learn_keys(self) -> None:
         """Read a few keys from both ends of the view: the first and last key bound the common prefix.
@@ -239,17 +242,14 @@ class Claimer:
         params: dict = {"include_docs": True, "limit": self.window}
         if prefix:
             params["endkey"] = prefix + "\ufff0"
-        self.stats.scan_queries += 1
-        if self._cursor is not None:
-            return self.client.all_docs(startkey=self._cursor, skip=1, **params).rows
-        start = self.keys.random_key(self.rng)
-        rows = self.client.all_docs(startkey=start or prefix or None, **params).rows
-        if start is not None and len(rows) < self.window:
-            seen = {row.id for row in rows}
+
+        def fetch(start: str | None, skip: int = 0) -> list[ViewRow]:
             self.stats.scan_queries += 1
-            rows += [row for row in self.client.all_docs(startkey=prefix or None, **params).rows
-                     if row.id not in seen]
-        return rows
+            return self.client.all_docs(startkey=start or prefix or None, skip=skip or None, **params).rows
+
+        if self._cursor is not None:
+            return fetch(self._cursor, skip=1)
+        return self._wrapped(fetch, self.keys.random_key(self.rng))
 
     def _scan_window(self) -> bool:
         """Candidates from ``_all_docs``; False if this window had none (see :meth:`_refill`)."""
@@ -271,12 +271,14 @@ class Claimer:
     def _refill(self) -> bool:
         """Fetch a fresh window of claimable bodies; False when the view has no rows at all.
 
-        The first try reads the index as it stands (``stale=ok``): keeping a
-        view index current costs the server more per changed document than the
-        write itself, and a stale row is harmless because the body decides.
-        Only when most of a stale window turns out to be taken already is the
-        index brought up to date, once, for everyone; a token that changed
-        twice in between (locked, then done) is then indexed once, not twice.
+        While the pool is rich, candidates come from ``_all_docs`` (see the
+        module docstring).  From the view, the first try reads the index as it
+        stands (``stale=ok``): keeping a view index current costs the server
+        more per changed document than the write itself, and a stale row is
+        harmless because the body decides.  Only when a stale window holds no
+        claimable body is the index brought up to date, once, for everyone; a
+        token that changed twice in between (locked, then done) is then
+        indexed once, not twice.
         """
         if self.keys.prefix is None:
             # Before anything is known about the keys, every pilot would start at the top of the view
