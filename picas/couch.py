@@ -1,4 +1,4 @@
-"""The CouchDB client: the only module in picas that speaks HTTP.
+"""The CouchDB client: the only module in picas that talks to CouchDB (the wire is :mod:`picas.transport`).
 
 One :class:`CouchClient` wraps one :class:`picas.transport.Transport`
 (keep-alive connections) for one server and, optionally, one database.  It maps HTTP
