@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -83,3 +85,33 @@ def side_effect_counts(path: Path) -> dict[str, int]:
         for line in path.read_text().split():
             counts[line] = counts.get(line, 0) + 1
     return counts
+
+
+class StandInServer:
+    """A TCP listener on 127.0.0.1 that hands each connection to :meth:`handle` in a thread of its own.
+
+    The base of the network stand-ins (an answer-dropping proxy, a TLS
+    terminator, an idle-closing server): they differ only in what they do
+    with a connection.
+    """
+
+    def __init__(self) -> None:
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+
+    def handle(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.listener.close()

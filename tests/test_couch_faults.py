@@ -6,36 +6,23 @@ drops the server's answer and closes the connection, as a broken network does
 after the write reached the server.
 """
 import socket
-import threading
 
 import pytest
 
 from picas.couch import CouchClient
 from picas.errors import Conflict
-from tests.helpers import client_for
+from tests.helpers import StandInServer, client_for
 
 
-class AnswerDroppingProxy:
+class AnswerDroppingProxy(StandInServer):
     """Forwards HTTP requests one connection at a time; drops the answers to the next N writes."""
 
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
         self.drop_writes = 0
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(16)
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
-
-    def _handle(self, conn: socket.socket) -> None:
+    def handle(self, conn: socket.socket) -> None:
         upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
         try:
             while True:
@@ -51,9 +38,6 @@ class AnswerDroppingProxy:
         finally:
             conn.close()
             upstream.close()
-
-    def close(self) -> None:
-        self.listener.close()
 
 
 def _read_message(sock: socket.socket) -> bytes:

@@ -14,32 +14,21 @@ import pytest
 
 from picas.couch import CouchClient
 from picas.errors import PicasError, ServerUnavailable
+from tests.helpers import StandInServer
 
 DATA = Path(__file__).parent / "data"
 CERT = DATA / "tls-test-cert.pem"
 KEY = DATA / "tls-test-key.pem"
 
 
-class TLSTerminator:
+class TLSTerminator(StandInServer):
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.load_cert_chain(CERT, KEY)
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(8)
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                raw, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._handle, args=(raw,), daemon=True).start()
-
-    def _handle(self, raw: socket.socket) -> None:
+    def handle(self, raw: socket.socket) -> None:
         try:
             secure = self.context.wrap_socket(raw, server_side=True)
         except (ssl.SSLError, OSError):
@@ -48,9 +37,6 @@ class TLSTerminator:
         upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
         threading.Thread(target=_pump, args=(upstream, secure), daemon=True).start()
         _pump(secure, upstream)
-
-    def close(self) -> None:
-        self.listener.close()
 
 
 def _pump(source: socket.socket, target: socket.socket) -> None:

@@ -6,52 +6,39 @@ pouchdb-server cannot play: a tiny socket server stands in for each, and
 says exactly what it does.
 """
 import socket
-import threading
 
 import pytest
 
 from picas.server import free_port
 from picas.transport import Transport, TransportError, _environment_proxy
-from tests.helpers import wait_for
+from tests.helpers import StandInServer, wait_for
 
 
-class OneAnswerServer:
+class OneAnswerServer(StandInServer):
     """Answers each connection's first request with keep-alive promised, then closes it (as Node does when idle)."""
 
     def __init__(self) -> None:
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(8)
-        self.port = self.listener.getsockname()[1]
         self.connections = 0
         self.closed = 0
         self.request_lines: list[str] = []
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
-                self.request_lines.append(data.split(b"\r\n", 1)[0].decode())
-                body = b'{"ok":true}'
-                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: keep-alive\r\n"
-                             b"Set-Cookie: AuthSession=abc; Path=/; HttpOnly\r\n"
-                             b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-            # closing here is what a server does to an idle keep-alive connection
-            self.closed += 1
-
-    def close(self) -> None:
-        self.listener.close()
+    def handle(self, conn: socket.socket) -> None:
+        self.connections += 1
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            self.request_lines.append(data.split(b"\r\n", 1)[0].decode())
+            body = b'{"ok":true}'
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: keep-alive\r\n"
+                         b"Set-Cookie: AuthSession=abc; Path=/; HttpOnly\r\n"
+                         b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        # closing here is what a server does to an idle keep-alive connection
+        self.closed += 1
 
 
 @pytest.fixture
