@@ -86,10 +86,9 @@ SCAN_TRIES = 3
 SWEEP_MIN_HIT = 0.5
 
 
-def _classic_todo_map() -> str:
-    """The todo map function of classic picas databases, written by the picas 1.x example scripts."""
-    return ('function(doc) { if(doc.type == "token") { if(doc.lock == 0 && doc.done == 0) '
-            '{ emit(doc._id, doc._id); } } }')
+#: The todo map function of classic picas databases, as the picas 1.x example scripts wrote it.
+CLASSIC_TODO_MAP = ('function(doc) { if(doc.type == "token") { if(doc.lock == 0 && doc.done == 0) '
+                    '{ emit(doc._id, doc._id); } } }')
 
 
 def _squeeze(source: str) -> str:
@@ -109,7 +108,7 @@ def scannable(design_doc: dict | None) -> bool:
     if not isinstance(source, str):
         return False
     standard = design_document()["views"]["todo"]["map"]
-    return _squeeze(source) in (_squeeze(standard), _squeeze(_classic_todo_map()))
+    return _squeeze(source) in (_squeeze(standard), _squeeze(CLASSIC_TODO_MAP))
 
 
 def scan_claimable(doc: dict | None) -> bool:
@@ -179,7 +178,6 @@ class Claimer:
         self.keys = KeySpace()
         self.stats = ClaimStats()
         self._candidates: deque[dict] = deque()
-        self._exhausted = False
         #: None until the design document has been checked (see :func:`scannable`); False forces the view.
         self.scan = scan
         self._hit = 1.0

@@ -7,7 +7,7 @@ over to the view as the pool drains, and that the view then still finds
 tokens that came back to todo.
 """
 from picas import token as tok
-from picas.claim import Claimer, _classic_todo_map, scan_claimable, scannable
+from picas.claim import CLASSIC_TODO_MAP, Claimer, scan_claimable, scannable
 from picas.views import deploy, design_document
 from tests.helpers import client_for, push
 
@@ -28,7 +28,7 @@ def _drain(claimer: Claimer, client, limit: int = 1000) -> list[str]:
 
 def test_only_the_standard_todo_view_may_be_scanned():
     assert scannable(design_document())
-    classic = {"language": "javascript", "views": {"todo": {"map": _classic_todo_map().replace(" ", "\n  ")}}}
+    classic = {"language": "javascript", "views": {"todo": {"map": CLASSIC_TODO_MAP.replace(" ", "\n  ")}}}
     assert scannable(classic), "whitespace does not matter"
     assert not scannable(design_document("doc.cores == 4")), "an extra condition must be obeyed"
     custom = {"views": {"todo": {"map": 'function(doc){ if(doc.lock == 0) emit(doc._id, 1); }'}}}
