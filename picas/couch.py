@@ -64,6 +64,8 @@ class ViewResult:
     rows: list[ViewRow] = field(default_factory=list)
     total_rows: int | None = None
     offset: int | None = None
+    #: Where the index stands in the database's changes; only when asked for with ``update_seq=true``.
+    update_seq: Any = None
 
     def __iter__(self) -> Iterator[ViewRow]:
         return iter(self.rows)
@@ -439,7 +441,8 @@ class CouchClient:
     def _rows(answer: dict) -> ViewResult:
         rows = [ViewRow(id=r.get("id"), key=r.get("key"), value=r.get("value"), doc=r.get("doc"))
                 for r in answer.get("rows", [])]
-        return ViewResult(rows=rows, total_rows=answer.get("total_rows"), offset=answer.get("offset"))
+        return ViewResult(rows=rows, total_rows=answer.get("total_rows"), offset=answer.get("offset"),
+                          update_seq=answer.get("update_seq"))
 
     # ------------------------------------------------------------------ attachments
     def put_attachment(self, doc_id: str, rev: str, name: str, data: bytes,

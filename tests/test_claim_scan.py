@@ -1,13 +1,15 @@
-"""Claiming from ``_all_docs`` while the pool is rich, and from the view once it is not.
+"""Claiming from ``_all_docs`` while the pool is rich; from a lap of it or from the view once it is not.
 
 The scan is only allowed where it selects exactly what the ``todo`` view
 selects; these tests pin that down on a real server: which design documents
-allow it, that it never takes a body the view would not list, that it hands
-over to the view as the pool drains, and that the view then still finds
-tokens that came back to todo.
+allow it, that it never takes a body the view would not list, that a
+drained pool is finished by a lap when the view's index lags far behind and
+through the view when it does not, and that tokens that came back to todo
+are still found.
 """
 from picas import token as tok
-from picas.claim import CLASSIC_TODO_MAP, Claimer, scan_claimable, scannable
+from picas.claim import (CLASSIC_TODO_MAP, LAP_MAX_ROWS, Claimer, lap_is_cheaper, scan_claimable, scannable,
+                         seq_number)
 from picas.views import deploy, design_document
 from tests.helpers import client_for, push
 
@@ -43,18 +45,47 @@ def test_the_scan_takes_only_bodies_the_view_lists():
     assert not scan_claimable({"type": "token", "lock": 0, "done": 0, "_deleted": True})
 
 
-def test_a_rich_pool_is_claimed_through_all_docs_and_drained_through_the_view(couch_server, db_name):
+def test_update_sequences_of_both_servers_are_counted():
+    assert seq_number(1234) == 1234, "pouchdb-server"
+    assert seq_number("1234-g1AAAABXeJzLYWBgYMpgTmHgz8tPSTV0MDQy") == 1234, "CouchDB 2 and later"
+    assert seq_number("opaque") is None and seq_number(None) is None and seq_number(True) is None
+
+
+def test_a_lap_is_chosen_only_when_it_costs_the_server_less_than_the_index_update():
+    assert lap_is_cheaper(1000, backlog=1300, crowd=16), "a small pool, an index far behind"
+    assert not lap_is_cheaper(1000, backlog=10, crowd=16), "an index nearly up to date is cheaper to ask"
+    assert not lap_is_cheaper(1000, backlog=1300, crowd=1000), "a crowd of pilots would each pay for a lap"
+    assert not lap_is_cheaper(1000, backlog=None, crowd=1), "an unknown backlog leaves it to the view"
+    assert not lap_is_cheaper(LAP_MAX_ROWS + 1, backlog=10 * LAP_MAX_ROWS, crowd=1), "too large to read whole"
+
+
+def test_a_rich_pool_is_claimed_through_all_docs_and_drained_by_a_lap(couch_server, db_name):
     client = client_for(couch_server, db_name)
     ids = push(client, ["true"] * 60)
     # Not tokens to the view: a claimer must never take them, even though they sit among the tokens.
     client.save({"_id": "token_zz_untyped", "lock": 0, "done": 0})
     client.save({"_id": "token_zz_other", "type": "result", "lock": 0, "done": 0})
+    client.view("Monitor", "todo", limit=1)  # the index is built now, and lags behind every claim from here
     claimer = Claimer(client, WHO, window=5)
     taken = _drain(claimer, client)
     assert sorted(taken) == sorted(ids), "every token once, nothing else"
     assert claimer.stats.scan_queries > 0, "the rich pool was read through _all_docs"
-    assert claimer.scan is False, "the drained pool was handed over to the view"
+    assert claimer.scan is True and claimer.stats.laps == 1, "the last tokens were found by reading _all_docs whole"
+    assert claimer.stats.view_queries <= 3, "the view was asked for its key shape and its backlog only"
     assert client.get("token_zz_untyped")["lock"] == 0 and client.get("token_zz_other")["lock"] == 0
+
+
+def test_a_drained_pool_whose_index_is_up_to_date_is_finished_through_the_view(couch_server, db_name):
+    client = client_for(couch_server, db_name)
+    ids = push(client, ["true"] * 60)
+    for n, token_id in enumerate(ids[:48]):  # worked by many pilots: each of them would pay for a lap
+        other = tok.PilotIdentity(f"other-pilot-{n}")
+        client.save(tok.finish(tok.claim(client.get(token_id), other, 1, 60), other, 2, 0))
+    client.view("Monitor", "todo", limit=1)  # brings the index up to date: asking it is now cheap
+    claimer = Claimer(client, WHO, window=5)
+    taken = _drain(claimer, client)
+    assert sorted(taken) == sorted(ids[48:])
+    assert claimer.scan is False and claimer.stats.laps == 0, "the poor pool was handed over to the view"
 
 
 def test_tokens_back_in_todo_are_found_after_the_pool_drained(couch_server, db_name):
