@@ -90,9 +90,10 @@ SCAN_WEIGHT = 0.25
 SCAN_TRIES = 3
 #: A sweep goes on past a window with at least this share of claimable rows, and jumps elsewhere otherwise.
 SWEEP_MIN_HIT = 0.5
-#: Claimable rows a window should hold once they are rare: the other pilots read the same few, so a
-#: window is soon out of date, and only its first candidates are likely still todo when their turn comes.
-TAIL_TARGET = 4
+#: Claimable rows a window should hold once they are rare, as a share of a default window (which grows with
+#: the batch size): the other pilots read the same few, so a window is soon out of date, and only its first
+#: candidates are likely still todo when their turn comes.
+TAIL_SHARE = 0.4
 #: The most rows one ``_all_docs`` window reads; windows grow towards it as claimable rows get rare.
 SCAN_MAX_WINDOW = 1000
 #: The largest database a claimer reads whole (a lap) to find the last tokens, whatever the costs below say:
@@ -317,7 +318,7 @@ class Claimer:
         """
         size = -(-self.window * SWEEP_MIN_HIT // max(self._hit, 1e-3))
         if self._lapping:
-            size = max(-(-TAIL_TARGET // max(self._hit, 1e-3)), self._dry)
+            size = max(-(-self.window * TAIL_SHARE // max(self._hit, 1e-3)), self._dry)
         return int(min(SCAN_MAX_WINDOW, max(self.window, size)))
 
     def _scan_window(self) -> bool:
