@@ -28,25 +28,11 @@ its next write, which fails for the same reason.
 Why it is fast:
 
 * While most of the pool is todo, candidates come from ``_all_docs`` (the
-  primary index), not from the view.  pouchdb-server runs a view's map
-  function in a fresh JavaScript context for every changed document, which
-  costs it more than the write that changed the document (measured: about
-  1 ms per document, against 0.02 ms per row read from ``_all_docs`` in
-  windows of 1,000), so a claimer that reads the view keeps the server busy
-  indexing.  Read from ``_all_docs``, a window of a fresh pool is almost all
-  claimable, and the body decides as in step 2.  This is done only for the
-  standard ``todo`` view (:func:`scannable`), whose condition
-  :func:`scan_claimable` repeats exactly.
-* Once fewer than :data:`SCAN_MIN_HIT` of the rows read are claimable, the
-  claimer weighs two ways to find the last tokens (:func:`lap_is_cheaper`):
-  reading the database whole, in windows that grow as work gets rare (a
-  lap, which proves that no work is left when it finds none), or one fresh
-  view query that indexes every document changed so far, once, after which
-  the view finds the few remaining tokens without reading the taken ones.
-  It counts the pilots it has seen (each pays for its own lap) and the
-  changes the index has not seen (``update_seq`` of the database against
-  the view's).  Small pools drained by a few pilots lap; large pools, or
-  crowds of pilots, use the view.
+  primary index), not from the view, and the last tokens are found by a lap
+  of ``_all_docs`` or by the view, whichever costs the server less; a lap
+  that finds nothing proves that no work is left (:mod:`picas.scanner`).
+  This is done only for the standard ``todo`` view, whose condition the
+  scanner repeats exactly.
 * The view is queried once per window, not once per token; a window is used
   until it runs out or turns out to be contested.
 * Windows are first read from the index as it stands (``stale=ok``), which
@@ -75,96 +61,12 @@ from dataclasses import dataclass, field
 
 from picas import token as tok
 from picas.couch import CouchClient, ViewRow
-from picas.errors import Conflict, PicasError
+from picas.errors import Conflict
 from picas.retry import Backoff
-from picas.views import design_document
+from picas.scanner import NONE_LEFT, Scanner, scannable
 
 #: Rows (ids only) read once to learn the shape of the view's keys.
 LEARN_ROWS = 50
-#: A scanning claimer decides how to find the last tokens (see :func:`lap_is_cheaper`) once fewer than
-#: this share of the rows it reads are claimable.
-SCAN_MIN_HIT = 0.35
-#: How strongly the newest window weighs in the running share of claimable rows.
-SCAN_WEIGHT = 0.25
-#: Windows without a claimable row read in a row before that decision is taken anyway.
-SCAN_TRIES = 3
-#: A sweep goes on past a window with at least this share of claimable rows, and jumps elsewhere otherwise.
-SWEEP_MIN_HIT = 0.5
-#: Claimable rows a window should hold once they are rare, as a share of a default window (which grows with
-#: the batch size): the other pilots read the same few, so a window is soon out of date, and only its first
-#: candidates are likely still todo when their turn comes.
-TAIL_SHARE = 0.4
-#: The most rows one ``_all_docs`` window reads; windows grow towards it as claimable rows get rare.
-SCAN_MAX_WINDOW = 1000
-#: The largest database a claimer reads whole (a lap) to find the last tokens, whatever the costs below say:
-#: it bounds what one pilot can cost the server, for servers whose indexer is cheaper than pouchdb-server's.
-LAP_MAX_ROWS = 20000
-#: Server time, in milliseconds, measured on pouchdb-server (in memory, 2 cores): one row of ``_all_docs``
-#: with its body in a window of 1,000 rows; one request whatever it asks; one changed document brought into
-#: a JavaScript view's index (pouchdb-server runs the map function in a new ``vm`` context per document).
-ROW_MS = 0.022
-REQUEST_MS = 2.0
-INDEX_MS = 1.0
-
-
-#: The todo map function of classic picas databases, as the picas 1.x example scripts wrote it.
-CLASSIC_TODO_MAP = ('function(doc) { if(doc.type == "token") { if(doc.lock == 0 && doc.done == 0) '
-                    '{ emit(doc._id, doc._id); } } }')
-
-
-def _squeeze(source: str) -> str:
-    return "".join(source.split())
-
-
-def scannable(design_doc: dict | None) -> bool:
-    """Whether the design document's ``todo`` view selects exactly the bodies :func:`scan_claimable` accepts.
-
-    Only then may a claimer find its candidates in ``_all_docs`` instead of
-    the view: a design document with an extra condition, or a ``todo`` view
-    the user wrote differently, must be obeyed, so it is read through the view.
-    """
-    if not design_doc or design_doc.get("picas_condition") is not None:
-        return False
-    source = ((design_doc.get("views") or {}).get("todo") or {}).get("map")
-    if not isinstance(source, str):
-        return False
-    standard = design_document()["views"]["todo"]["map"]
-    return _squeeze(source) in (_squeeze(standard), _squeeze(CLASSIC_TODO_MAP))
-
-
-def scan_claimable(doc: dict | None) -> bool:
-    """A body the standard ``todo`` view lists: a token (typed as such) in the todo state."""
-    return bool(doc) and doc.get("type") == "token" and tok.is_claimable(doc)
-
-
-def seq_number(seq: object) -> int | None:
-    """The count in an update sequence: pouchdb-server gives a number, CouchDB 2+ ``"<count>-<opaque>"``."""
-    if isinstance(seq, int) and not isinstance(seq, bool):
-        return seq
-    if isinstance(seq, str):
-        head = seq.split("-", 1)[0]
-        if head.isdigit():
-            return int(head)
-    return None
-
-
-def lap_is_cheaper(total_rows: int, backlog: int | None, crowd: int) -> bool:
-    """Whether the last tokens are cheaper to find by reading ``_all_docs`` whole than through the view.
-
-    Once most tokens are taken, a window of ``_all_docs`` rarely holds a
-    claimable one.  Either every pilot reads the database whole (a *lap*,
-    which also proves, when it finds nothing, that no work is left), or one
-    view query first brings the index up to date with every document changed
-    since it was last read (``backlog`` changes; a document changed twice is
-    indexed once, hence the bound by ``total_rows``) and all pilots share it.
-    ``crowd`` is how many pilots will each pay for a lap.  An unknown backlog
-    or a database above :data:`LAP_MAX_ROWS` leaves the choice to the view.
-    """
-    if backlog is None or total_rows > LAP_MAX_ROWS:
-        return False
-    lap = total_rows * ROW_MS + -(-total_rows // SCAN_MAX_WINDOW) * REQUEST_MS
-    index = min(backlog, total_rows) * INDEX_MS
-    return max(1, crowd) * lap < index
 
 
 @dataclass
@@ -230,17 +132,11 @@ class Claimer:
         self.keys = KeySpace()
         self.stats = ClaimStats()
         self._candidates: deque[dict] = deque()
-        #: None until the design document has been checked (see :func:`scannable`); False forces the view.
+        #: None until the design document has been checked (see :func:`~picas.scanner.scannable`);
+        #: False reads the view (forced, or once the scanner found it cheaper).
         self.scan = scan
-        self._hit = 1.0
-        self._cursor: str | None = None
-        #: True once the last tokens are looked for by reading ``_all_docs`` whole (see :func:`lap_is_cheaper`).
-        self._lapping = False
-        #: Rows read in a row, window after window, without a claimable body; and the database's size.
-        self._dry = 0
-        self._total_rows = 0
-        #: Pilots seen holding or having held tokens: every one of them will pay for its own lap.
-        self._holders: set = set()
+        self.scanner = Scanner(client, who, self.stats, design=design, view=view, window=window,
+                               random_key=lambda: self.keys.random_key(self.rng), rng=self.rng, clock=clock)
 
     # ------------------------------------------------------------------ candidates
     def _query(self, startkey: str | None, stale: bool, docs: bool = True, limit: int | None = None,
@@ -285,97 +181,13 @@ class Claimer:
                          and scannable(self.client.get_or_none(f"_design/{self.design}")))
         return self.scan
 
-    def _scan(self, size: int) -> list[ViewRow]:
-        """The next ``size`` rows of ``_all_docs`` with bodies, wrapping from the end to the beginning.
-
-        It continues from where the last window ended while that region is
-        rich (a sweep), and jumps to a random key otherwise.  Jumping every
-        time would not do: pilots take whole windows, so the taken tokens lie
-        in runs, and a random window lands in a run of taken ones far more
-        often than the pool's todo share suggests, while the region right
-        after a rich window is most likely untouched.  Windows are not held to
-        the keys' common prefix: a lap must see every document.
-        """
-        def fetch(start: str | None, skip: int, limit: int) -> list[ViewRow]:
-            self.stats.scan_queries += 1
-            answer = self.client.all_docs(startkey=start, skip=skip or None, include_docs=True, limit=limit)
-            if answer.total_rows is not None:
-                self._total_rows = answer.total_rows
-            return answer.rows
-
-        start = self._cursor if self._cursor is not None else self.keys.random_key(self.rng)
-        rows = fetch(start, 1 if self._cursor is not None else 0, size)
-        if start is not None and len(rows) < size:
-            seen = {row.id for row in rows}
-            rows += [row for row in fetch(None, 0, size - len(rows)) if row.id not in seen]
-        return rows
-
-    def _scan_size(self) -> int:
-        """A window that should hold about half a default window of claimable rows, bounded.
-
-        While lapping it also grows with the dry rows already read, so a lap
-        of a poor database takes a few large reads, not many small ones.
-        """
-        size = -(-self.window * SWEEP_MIN_HIT // max(self._hit, 1e-3))
-        if self._lapping:
-            size = max(-(-self.window * TAIL_SHARE // max(self._hit, 1e-3)), self._dry)
-        return int(min(SCAN_MAX_WINDOW, max(self.window, size)))
-
-    def _scan_window(self) -> bool:
-        """Candidates from ``_all_docs``; False if this window had none (see :meth:`_refill`)."""
-        size = self._scan_size()
-        rows = self._scan(size)
-        self.stats.scanned_rows += len(rows)
-        bodies = [row.doc for row in rows if scan_claimable(row.doc)]
-        if len(self._holders) < 10000:
-            self._holders.update(row.doc["pilot"] for row in rows if row.doc and isinstance(row.doc.get("pilot"), str))
-        share = len(bodies) / len(rows) if rows else 0.0
-        self._hit = (1 - SCAN_WEIGHT) * self._hit + SCAN_WEIGHT * share
-        self._dry = 0 if bodies else self._dry + len(rows)
-        if self._lapping:
-            # Dry windows follow one another, so that the dry rows counted are all different rows (a lap);
-            # after a window with work the claimer jumps, since the other pilots have read around it too.
-            self._cursor = rows[-1].id if rows and not bodies else None
-        else:
-            rich = len(rows) >= size and share >= SWEEP_MIN_HIT
-            self._cursor = rows[-1].id if rich else None
-            if self._hit < SCAN_MIN_HIT:
-                self._choose_tail()
-        if not bodies:
-            return False
-        self.rng.shuffle(bodies)
-        self._candidates = deque(bodies)
-        return True
-
-    def _choose_tail(self) -> None:
-        """Claimable rows got rare: go on reading ``_all_docs`` whole (lap), or turn to the view for good."""
-        crowd = len(self._holders | {self.who.pilot_id})
-        self._lapping = lap_is_cheaper(self._total_rows, self._index_backlog(), crowd)
-        if self._lapping:
-            self.stats.laps += 1
-            self._cursor = None
-        else:
-            self.scan = False
-
-    def _index_backlog(self) -> int | None:
-        """How many changes the view's index has not seen yet: what the next fresh query makes the server index."""
-        try:
-            db_seq = seq_number(self.client.db_info().get("update_seq"))
-            view_seq = seq_number(self.client.view(self.design, self.view, stale="ok", limit=0,
-                                                   update_seq=True).update_seq)
-        except PicasError:
-            return None
-        if db_seq is None or view_seq is None:
-            return None
-        return max(0, db_seq - view_seq)
-
     def _refill(self) -> bool:
         """Fetch a fresh window of claimable bodies; False when no work is left.
 
-        While the pool is rich, candidates come from ``_all_docs`` (see the
-        module docstring); when it is poor, from a lap of ``_all_docs`` or the
-        view, whichever costs the server less.  From the view, the first try reads the index as it
-        stands (``stale=ok``): keeping a view index current costs the server
+        For the standard ``todo`` view, candidates come from ``_all_docs``
+        until the view is found cheaper (:mod:`picas.scanner`).  From the
+        view, the first try reads the index as it stands (``stale=ok``):
+        keeping a view index current costs the server
         more per changed document than the write itself, and a stale row is
         harmless because the body decides.  Only when a stale window holds no
         claimable body is the index brought up to date, once, for everyone; a
@@ -387,23 +199,13 @@ class Claimer:
             # and they would all reach for the same few tokens: learn the keys' shape first, cheaply.
             self._learn_keys()
         if self._scanning():
-            tries = 0
-            while True:
-                if self._scan_window():
-                    return True
-                if not self.scan:
-                    break
-                if self._lapping:
-                    if self._dry >= self._total_rows or not self._dry:
-                        # The whole database read without work (or nothing to read): none is left.
-                        self._dry = 0  # a later call laps anew
-                        return False
-                    continue
-                tries += 1
-                if tries >= SCAN_TRIES:
-                    self._choose_tail()  # window after window without work: the pool is poor
-                    if not self.scan:
-                        break
+            bodies = self.scanner.next_bodies()
+            if bodies:
+                self._candidates = deque(bodies)
+                return True
+            if bodies is NONE_LEFT:
+                return False
+            self.scan = False  # the view is cheaper from here on, for good
         start = self.keys.random_key(self.rng)
         for stale in ((True, False) if self.stale_first and "stale" not in self.view_params else (False,)):
             rows = self._window(start, stale)
@@ -464,7 +266,7 @@ class Claimer:
                 return [self.client.save(locked[0])]
             except Conflict:
                 self.stats.conflicts += 1
-                self._cursor = None  # another pilot works here: sweep elsewhere
+                self.scanner.forget_region()  # another pilot works here: sweep elsewhere
                 return []
         won = []
         for body, result in zip(locked, self.client.bulk_save(locked)):
@@ -472,5 +274,5 @@ class Claimer:
                 won.append(body)
             elif result.conflict:
                 self.stats.conflicts += 1
-                self._cursor = None
+                self.scanner.forget_region()
         return won

@@ -397,6 +397,10 @@ class CouchClient:
                               json_body={"keys": list(ids)}).json()
         return {row["id"]: row["doc"] for row in answer.get("rows", []) if row.get("doc")}
 
+    def changes(self, **params: Any) -> dict:
+        """One answer of the changes feed (``since``, ``limit``, ``include_docs``...), not a continuous feed."""
+        return self.request("GET", f"/{_quote(self._db())}/_changes", params=_encode_params(params)).json()
+
     def all_docs(self, **params: Any) -> ViewResult:
         return self._rows(self.request("GET", f"/{_quote(self._db())}/_all_docs",
                                        params=_encode_params(params)).json())

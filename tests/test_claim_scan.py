@@ -7,9 +7,12 @@ drained pool is finished by a lap when the view's index lags far behind and
 through the view when it does not, and that tokens that came back to todo
 are still found.
 """
+import random
+
 from picas import token as tok
-from picas.claim import (CLASSIC_TODO_MAP, LAP_MAX_ROWS, Claimer, lap_is_cheaper, scan_claimable, scannable,
-                         seq_number)
+from picas.claim import ClaimStats, Claimer
+from picas.scanner import (CLASSIC_TODO_MAP, LAP_MAX_ROWS, Scanner, lap_is_cheaper, scan_claimable,
+                           scannable, seq_number)
 from picas.views import deploy, design_document
 from tests.helpers import client_for, push
 
@@ -70,9 +73,63 @@ def test_a_rich_pool_is_claimed_through_all_docs_and_drained_by_a_lap(couch_serv
     taken = _drain(claimer, client)
     assert sorted(taken) == sorted(ids), "every token once, nothing else"
     assert claimer.stats.scan_queries > 0, "the rich pool was read through _all_docs"
-    assert claimer.scan is True and claimer.stats.laps == 1, "the last tokens were found by reading _all_docs whole"
+    assert claimer.scan is True and claimer.stats.laps >= 1, "the last tokens were found by reading _all_docs whole"
     assert claimer.stats.view_queries <= 3, "the view was asked for its key shape and its backlog only"
     assert client.get("token_zz_untyped")["lock"] == 0 and client.get("token_zz_other")["lock"] == 0
+    assert client.get("_local/picas-drained-Monitor")["seq"], "the empty lap left its proof"
+
+
+def test_a_proof_left_by_an_empty_lap_spares_the_next_pilot_its_lap(couch_server, db_name):
+    client = client_for(couch_server, db_name)
+    ids = push(client, ["true"] * 200)
+    client.view("Monitor", "todo", limit=1)
+    assert len(_drain(Claimer(client, WHO, window=2), client)) == 200
+    comeback = ids[7]
+    client.save(tok.reset(client.get(comeback), WHO, 3, "test"))  # changed after the proof: must be found
+    other = tok.PilotIdentity("scan-test-2")
+    claimer = Claimer(client, other, window=2)
+    body = claimer.claim()
+    assert body is not None and body["_id"] == comeback
+    client.save(tok.finish(body, other, 4, 0))
+    before = claimer.stats.scanned_rows
+    assert claimer.claim() is None
+    assert claimer.stats.scanned_rows - before < 200, "the proof and the changes since it decided, not a lap"
+
+
+def _scanner(client) -> Scanner:
+    return Scanner(client, WHO, ClaimStats(), design="Monitor", view="todo", window=4,
+                   random_key=lambda: None, rng=random.Random(1))
+
+
+def test_a_lap_goes_round_the_whole_database_from_where_it_starts(couch_server, db_name):
+    client = client_for(couch_server, db_name)
+    ids = sorted(push(client, ["true"] * 30))
+    for token_id in ids[:3] + ids[4:]:
+        client.save(tok.finish(tok.claim(client.get(token_id), WHO, 1, 60), WHO, 2, 0))
+    scanner = _scanner(client)
+    scanner._start_lap(ids[20])  # the one todo token lies behind the start: only the wrap reaches it
+    bodies = None
+    while bodies is None:
+        bodies = scanner._lap_step()
+    assert [b["_id"] for b in bodies] == [ids[3]]
+
+
+def test_an_empty_lap_goes_round_once_and_leaves_its_proof(couch_server, db_name):
+    client = client_for(couch_server, db_name)
+    ids = sorted(push(client, ["true"] * 30))
+    for token_id in ids:
+        client.save(tok.finish(tok.claim(client.get(token_id), WHO, 1, 60), WHO, 2, 0))
+    seq = client.db_info()["update_seq"]
+    scanner = _scanner(client)
+    scanner._start_lap(ids[11])
+    bodies = None
+    while bodies is None:
+        bodies = scanner._lap_step()
+    assert bodies == []
+    total = client.all_docs(limit=0).total_rows
+    # The circle restarts after its first window, once it has read the sequence: that window is read twice.
+    assert total <= scanner.stats.scanned_rows <= total + scanner.window, "the whole circle, once"
+    assert client.get("_local/picas-drained-Monitor")["seq"] == seq
 
 
 def test_a_drained_pool_whose_index_is_up_to_date_is_finished_through_the_view(couch_server, db_name):
