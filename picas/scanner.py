@@ -1,9 +1,10 @@
 """Finding claimable tokens in ``_all_docs`` instead of the ``todo`` view, and proving that none are left.
 
 Why: pouchdb-server runs a view's map function in a new JavaScript ``vm``
-context for every changed document, about 1 ms of its single thread per
-document, more than the write that changed it.  A row read from ``_all_docs``
-with its body costs about 0.02 ms in windows of 1,000.  A claimer that reads
+context for every changed document, 1 to 1.4 ms of its single thread per
+document, about as much as the write that changed it.  A row read from
+``_all_docs`` with its body costs 0.02 to 0.03 ms in windows of 1,000
+(``benchmarks/server_costs.py`` measures both).  A claimer that reads
 the view keeps the server busy indexing; one that reads ``_all_docs`` does not.
 This is allowed only where the design's ``todo`` view is the standard one
 (:func:`scannable`), whose condition :func:`scan_claimable` repeats exactly.
