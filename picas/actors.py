@@ -191,8 +191,10 @@ class _IteratorSource:
 
     def __init__(self, actor: "AbstractRunActor") -> None:
         self.actor = actor
+        #: An iterator cannot save results on the way: the pilot saves what it would carry on its own.
+        self.carried: list = []
 
-    def claim_batch(self, k: int) -> list[dict]:
+    def claim_batch(self, k: int, carry: list[dict] | None = None) -> list[dict]:
         self.actor._picas_cleanup_previous()
         try:
             task = next(self.actor.iterator)
@@ -203,6 +205,9 @@ class _IteratorSource:
 
 class _ActorPilot(Pilot):
     """The pilot loop with the actor's ``process_task`` as its executor."""
+
+    #: Classic actors expect ``cleanup_run`` after a task is saved and before the next is taken.
+    carry_results = False
 
     def __init__(self, actor: "AbstractRunActor", *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

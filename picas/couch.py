@@ -371,9 +371,16 @@ class CouchClient:
                                   context="bulk save").json()
         except LostResponse:
             return [self._resolve_one(doc) for doc in docs]
+        # Matched by id, not by position: pouchdb-server on disk answers conflicts out of order, and a claim
+        # that took another document's success for its own would run a token it does not hold.
+        answers: dict[str, list[dict]] = {}
+        for item in answer:
+            answers.setdefault(item.get("id"), []).append(item)
         results = []
-        for doc, item in zip(docs, answer):
-            result = BulkResult(id=item.get("id", doc["_id"]), ok="error" not in item, rev=item.get("rev"),
+        for doc in docs:
+            mine = answers.get(doc["_id"])
+            item = mine.pop(0) if mine else {"error": "unknown", "reason": "the server did not answer for it"}
+            result = BulkResult(id=doc["_id"], ok="error" not in item, rev=item.get("rev"),
                                 error=item.get("error"), reason=item.get("reason"))
             if result.ok and result.rev:
                 doc["_rev"] = result.rev

@@ -107,6 +107,9 @@ class PilotReport:
 class Pilot:
     """Drains one view of a pool; subclasses may replace :meth:`execute` (see RunActor)."""
 
+    #: Whether a finished token is saved in the same request as the next claim (see :meth:`_complete`).
+    carry_results = True
+
     def __init__(self, client: CouchClient, config: PilotConfig | None = None, *,
                  executor: BashExecutor | None = None, pilot_id: str | None = None,
                  stop_callback: Callable[[], bool] | None = None,
@@ -172,7 +175,7 @@ class Pilot:
                 return reason
             if not self._queue:
                 self._maybe_scrub()
-                claimed = self._outage_guard(lambda: self.claimer.claim_batch(self.config.prefetch), "claiming")
+                claimed = self._claim_carrying_results()
                 if not claimed:
                     if not self.config.wait:
                         return "no more work"
@@ -208,7 +211,7 @@ class Pilot:
         cfg = self.config
         if self.flags:
             return f"stopped by {self.flags.signal_name or 'request'}"
-        if cfg.max_tasks is not None and self.report.processed >= cfg.max_tasks:
+        if cfg.max_tasks is not None and self.report.processed + len(self._finished) >= cfg.max_tasks:
             return f"reached --max-tasks {cfg.max_tasks}"
         if cfg.max_time is not None and time.monotonic() - started >= cfg.max_time:
             return f"reached --max-time {cfg.max_time:g} s"
@@ -283,18 +286,45 @@ class Pilot:
         return attachments
 
     def _complete(self, body: dict) -> None:
-        """Queue a finished token for saving; results of a batch go back in one request.
+        """Queue a finished token for saving; results go back with the next claim, or in one request.
 
-        With ``prefetch`` 1 every result is saved at once.  With a batch, the
-        results wait until the batch is done, or until half a heartbeat has
-        passed (a finished token's lease is no longer renewed, so it must not
-        wait long enough for a scrub to take it).
+        When nothing is queued the pilot claims next, and the result rides in
+        that claim's ``_bulk_docs`` request (:meth:`_claim_carrying_results`):
+        one request instead of two.  A token going back to todo (a retry) is
+        saved at once, so that the next claim can find it.  With a batch still
+        queued, the results wait until the batch is done, or until half a
+        heartbeat has passed (a finished token's lease is no longer renewed,
+        so it must not wait long enough for a scrub to take it).
         """
         if not self._finished:
             self._finished_since = time.monotonic()
         self._finished.append(body)
+        if self.carry_results and not self._queue and not self.flags and tok.state(body) != "todo":
+            return
         if self.config.prefetch <= 1 or not self._queue or len(self._finished) >= self.config.prefetch \
                 or time.monotonic() - self._finished_since > self.config.heartbeat / 2:
+            self._flush_results()
+
+    def _claim_carrying_results(self) -> list[dict]:
+        """Claim the next tokens; the finished ones go in the same request, and what was not saved so, after it.
+
+        A carried result that met a 409 (a heartbeat renewed the lease in
+        between, or the lock was lost) is saved again by :func:`save_results`,
+        which lets the stored token decide, as for any result.
+        """
+        carry, self._finished = self._finished, []
+        try:
+            return self._outage_guard(lambda: self.claimer.claim_batch(self.config.prefetch, carry=carry),
+                                      "claiming", pending=carry)
+        finally:
+            outcomes = {id(body): result for body, result in self.claimer.carried}
+            saved = [body for body in carry if id(body) in outcomes and outcomes[id(body)].ok]
+            saved_ids = {id(body) for body in saved}
+            self._finished = [body for body in carry if id(body) not in saved_ids] + self._finished
+            if saved:
+                for body in saved:
+                    self._bases.pop(body["_id"], None)
+                self._record_results(saved, ["saved"] * len(saved))
             self._flush_results()
 
     def _flush_results(self) -> None:
@@ -304,6 +334,9 @@ class Pilot:
         bases = {body["_id"]: self._bases.pop(body["_id"], None) for body in bodies}
         outcomes = self._outage_guard(lambda: save_results(self.client, bodies, self.who, bases),
                                       "saving results", pending=bodies)
+        self._record_results(bodies, outcomes)
+
+    def _record_results(self, bodies: list[dict], outcomes: list[str]) -> None:
         for body in bodies:
             self.journal.done(body["_id"])
         for body, outcome in zip(bodies, outcomes):

@@ -7,6 +7,7 @@ import textwrap
 import time
 
 from picas import token as tok
+from picas.couch import CouchClient
 from picas.pilot import Pilot, PilotConfig
 from tests.helpers import client_for, overview, push
 
@@ -196,3 +197,24 @@ def test_a_pilot_leaves_no_empty_directories_behind(couch_server, db_name, tmp_p
     pilot = _pilot(client, tmp_path)
     assert pilot.run().done == 3
     assert not pilot.executor.workdir_root.exists()
+
+
+def test_each_result_rides_in_the_request_of_the_next_claim(couch_server, db_name, tmp_path, monkeypatch):
+    client = client_for(couch_server, db_name)
+    ids = push(client, ["echo $PICAS_TOKEN_ID"] * 8)
+    writes = []
+    send = CouchClient.request
+
+    def counting(self, method, path, **kwargs):
+        if method in ("PUT", "POST") and "/_design/" not in path and "/_local/" not in path:
+            docs = (kwargs.get("json_body") or {}).get("docs") if path.endswith("/_bulk_docs") else None
+            writes.append([tok.state(d) for d in docs] if docs is not None else method)
+        return send(self, method, path, **kwargs)
+
+    monkeypatch.setattr(CouchClient, "request", counting)  # counts what the pilot's client copies send
+    report = _pilot(client, tmp_path).run()
+    assert report.done == 8 and overview(client) == {"done": 8}
+    assert all(client.get(t)["exit_code"] == 0 for t in ids)
+    carried = [w for w in writes if isinstance(w, list) and w[0] == "locked" and "done" in w[1:]]
+    assert len(carried) == 7, "every result but the last went back with the claim of the next token"
+    assert len(writes) <= 8 + 1 + 2, "a claim-and-result request per token, the last result alone"
