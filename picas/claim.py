@@ -63,7 +63,7 @@ from picas import token as tok
 from picas.couch import BulkResult, CouchClient, ViewRow
 from picas.errors import Conflict
 from picas.retry import Backoff
-from picas.scanner import NONE_LEFT, Scanner, scannable
+from picas.scanner import NONE_LEFT, Scanner, scannable, wrapped_window
 
 #: Rows (ids only) read once to learn the shape of the view's keys.
 LEARN_ROWS = 50
@@ -154,16 +154,8 @@ class Claimer:
         self.stats.view_queries += 1
         return self.client.view(self.design, self.view, **params).rows
 
-    def _wrapped(self, fetch, start: str | None) -> list[ViewRow]:
-        """``fetch(start)``; if a random start fell near the end, topped up from the beginning, without repeats."""
-        rows = fetch(start)
-        if start is not None and len(rows) < self.window:
-            seen = {row.id for row in rows}
-            rows += [row for row in fetch(None) if row.id not in seen]
-        return rows
-
     def _window(self, start: str | None, stale: bool) -> list[ViewRow]:
-        return self._wrapped(lambda key: self._query(key, stale), start)
+        return wrapped_window(lambda key, limit: self._query(key, stale, limit=limit), start, self.window)
 
     def _learn_keys(self) -> None:
         """Read a few keys from both ends of the view: the first and last key bound the common prefix.

@@ -317,14 +317,12 @@ class Pilot:
             return self._outage_guard(lambda: self.claimer.claim_batch(self.config.prefetch, carry=carry),
                                       "claiming", pending=carry)
         finally:
-            outcomes = {id(body): result for body, result in self.claimer.carried}
-            saved = [body for body in carry if id(body) in outcomes and outcomes[id(body)].ok]
-            saved_ids = {id(body) for body in saved}
+            saved_ids = {id(body) for body, result in self.claimer.carried if result.ok}
+            saved = [body for body in carry if id(body) in saved_ids]
             self._finished = [body for body in carry if id(body) not in saved_ids] + self._finished
-            if saved:
-                for body in saved:
-                    self._bases.pop(body["_id"], None)
-                self._record_results(saved, ["saved"] * len(saved))
+            for body in saved:
+                self._bases.pop(body["_id"], None)
+            self._record_results(saved, ["saved"] * len(saved))
             self._flush_results()
 
     def _flush_results(self) -> None:

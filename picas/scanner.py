@@ -110,6 +110,21 @@ def scan_claimable(doc: dict | None) -> bool:
     return bool(doc) and doc.get("type") == "token" and tok.is_claimable(doc)
 
 
+def wrapped_window(fetch: Callable[[str | None, int], list[ViewRow]], start: str | None,
+                   size: int) -> list[ViewRow]:
+    """``size`` rows from ``start`` by ``fetch(start, limit)``; a start near the end is topped up from the beginning.
+
+    Random starts fall near the end of an index as often as anywhere else;
+    without the top-up their windows would be short.  Rows read twice (a
+    small index) are kept once.
+    """
+    rows = fetch(start, size)
+    if start is not None and len(rows) < size:
+        seen = {row.id for row in rows}
+        rows += [row for row in fetch(None, size - len(rows)) if row.id not in seen]
+    return rows
+
+
 def seq_number(seq: object) -> int | None:
     """The count in an update sequence: pouchdb-server gives a number, CouchDB 2+ ``"<count>-<opaque>"``."""
     if isinstance(seq, int) and not isinstance(seq, bool):
@@ -258,10 +273,7 @@ class Scanner:
         """A window that sweeps on from the last one while the region is rich, and jumps otherwise."""
         size = self._size()
         start = self._cursor if self._cursor is not None else self.random_key()
-        rows = self._fetch(start, size)
-        if start is not None and len(rows) < size:  # a start near the end: top up from the beginning
-            seen = {row.id for row in rows}
-            rows += [row for row in self._fetch(None, size - len(rows)) if row.id not in seen]
+        rows = wrapped_window(self._fetch, start, size)
         bodies = self._note(rows)
         rich = not self.tail and len(rows) >= size and len(bodies) >= SWEEP_MIN_HIT * len(rows)
         self._cursor = rows[-1].id if rich else None
