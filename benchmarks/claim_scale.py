@@ -7,7 +7,7 @@ A claim must cost the same in a small pool and a large one; anything that
 scans or skips through the todo view grows with the pool and shows up here.
 For each size: a fresh server, a pool of that many todo tokens, the ``todo``
 index built before timing (its build time is reported apart), then one
-:class:`picas.claim.Claimer` claims ``--claims`` tokens one at a time, each
+:class:`picas.core.claim.Claimer` claims ``--claims`` tokens one at a time, each
 call timed.  The first window's worth of claims is not timed, so that the
 claimer has learned the shape of the keys, as a pilot has after its first
 seconds.
@@ -29,8 +29,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import emit, fresh_server, log, make_pool, summarize, warm_views  # noqa: E402
 
-from picas import token as tok  # noqa: E402
-from picas.claim import Claimer  # noqa: E402
+from picas.core import token as tok  # noqa: E402
+from picas.core.claim import Claimer  # noqa: E402
 
 
 def timed_claims(claimer: Claimer, count: int) -> list[float]:

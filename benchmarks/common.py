@@ -23,12 +23,12 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from picas import token as tok
-from picas.couch import CouchClient
+from picas.core import token as tok
+from picas.core.client import CouchClient
 from picas.errors import LocalServerError
-from picas.push import new_token_id
-from picas.server import LocalServer, find_binary, free_port
-from picas.views import deploy
+from picas.pool.push import new_token_id
+from picas.server.local import LocalServer, find_binary, free_port
+from picas.core.views import deploy
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -111,8 +111,8 @@ def create_tokens(client: CouchClient, count: int, *, payload: object = "true", 
                   shape: Callable[[dict, int], dict] | None = None) -> float:
     """Create ``count`` tokens in ``_bulk_docs`` batches; return the seconds it took.
 
-    Ids and bodies are the ones ``picas push`` makes (:func:`picas.push.new_token_id`,
-    :func:`picas.token.new_token`), because the claim protocol spreads pilots
+    Ids and bodies are the ones ``picas push`` makes (:func:`picas.pool.push.new_token_id`,
+    :func:`picas.core.token.new_token`), because the claim protocol spreads pilots
     by the shape of the ids: a pool with ``token_0..token_N`` ids would be
     measured on a key space no user pool has.  ``shape(doc, i)`` may turn a
     fresh token into another state (locked, done...) before it is sent.

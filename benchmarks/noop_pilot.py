@@ -3,8 +3,8 @@
 
 usage: noop_pilot.py URL DB LOGFILE REPORTFILE [--prefetch K] [--max-tasks N] [--rss-at N,N...]
 
-It is the real :class:`picas.pilot.Pilot` (claims, leases, result saving,
-conflict handling) with only :meth:`~picas.pilot.Pilot.execute` replaced:
+It is the real :class:`picas.pilot.loop.Pilot` (claims, leases, result saving,
+conflict handling) with only :meth:`~picas.pilot.loop.Pilot.execute` replaced:
 instead of starting bash, each token is finished with exit code 0 at once,
 through the pilot's own ``_result_body`` so the saved body is the one a real
 run saves.  Running a process per token would measure fork/exec, not picas.
@@ -25,9 +25,9 @@ import sys
 import time
 from pathlib import Path
 
-from picas.couch import CouchClient
-from picas.executor import ExecResult
-from picas.pilot import Pilot, PilotConfig
+from picas.core.client import CouchClient
+from picas.pilot.payload import ExecResult
+from picas.pilot.loop import Pilot, PilotConfig
 
 
 def rss_kib() -> int:

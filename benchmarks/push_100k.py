@@ -31,8 +31,8 @@ import requests
 
 from picas.cli import main
 from picas.cli.push_cmd import push_cmd
-from picas.push import new_token_id
-from picas.token import new_token
+from picas.pool.push import new_token_id
+from picas.core.token import new_token
 
 
 def split_url(url: str) -> tuple[str, tuple[str, str] | None]:

@@ -4,7 +4,7 @@
 usage: scrub_bench.py [--tokens 10000]
 
 The pool holds only locked tokens, each locked by a pilot an hour ago with a
-one-minute lease (bodies made by :func:`picas.token.claim`, as a real pilot
+one-minute lease (bodies made by :func:`picas.core.token.claim`, as a real pilot
 leaves them when it dies).  The ``expired`` view is built before the clock
 starts, and its build time is reported apart: it is paid once per pool by
 whichever reader comes first, not by every scrub.  Counted: seconds, HTTP
@@ -23,8 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import counts, emit, fresh_server, log, make_pool, warm_views  # noqa: E402
 
-from picas import token as tok  # noqa: E402
-from picas.scrub import scrub_expired  # noqa: E402
+from picas.core import token as tok  # noqa: E402
+from picas.pool.scrub import scrub_expired  # noqa: E402
 
 
 def measure(tokens: int = 10_000) -> dict:

@@ -14,7 +14,7 @@ windows of 25 and 1,000 rows with bodies; a token's two writes (claim, then
 result) as two PUTs against one ``_bulk_docs`` that carries the claim with
 the previous token's result, as a pilot sends them; a window of the ``todo``
 view read as it stands; and bringing the ``todo`` index up to date after N
-tokens changed, per changed token.  ``picas/scanner.py`` quotes these figures.
+tokens changed, per changed token.  ``picas/core/scanner.py`` quotes these figures.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from typing import Callable
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import emit, fresh_server, log, make_pool, warm_views  # noqa: E402
 
-from picas import token as tok  # noqa: E402
+from picas.core import token as tok  # noqa: E402
 
 
 def _per_request(url, count: int, send: Callable[[int], object]) -> dict:

@@ -11,7 +11,7 @@ view where a real mid-run status reads four.
 
 The time that counts is what a user waits for: ``picas status --json`` as a
 new process, run only *after* the views it reads (one per state) are built;
-an in-process :func:`picas.status.snapshot` follows the builds, untimed, so
+an in-process :func:`picas.pool.status.snapshot` follows the builds, untimed, so
 that a view a later version of status reads is built before the clock too.
 Index builds are reported apart: they are paid once per pool, by whoever
 reads first, and on pouchdb-server they run at about a thousand documents a
@@ -19,7 +19,7 @@ second per view, which dwarfs everything else at 10^6.  For that reason, and bec
 holding 10^6 documents and four indexes outgrows the machine's memory, the
 server keeps its data on disk (LevelDB) unless ``--in-memory`` is given.
 
-Besides the command, each row gives the in-process :func:`picas.status.snapshot`
+Besides the command, each row gives the in-process :func:`picas.pool.status.snapshot`
 time: the same answer without Python start-up and imports.
 """
 from __future__ import annotations
@@ -38,9 +38,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import child_env, client_for, create_tokens, emit, fresh_server, log, warm_views  # noqa: E402
 
-from picas import status as st  # noqa: E402
-from picas import token as tok  # noqa: E402
-from picas.views import deploy  # noqa: E402
+from picas.pool import status as st  # noqa: E402
+from picas.core import token as tok  # noqa: E402
+from picas.core.views import deploy  # noqa: E402
 
 #: Share of each state in a generated pool, as a pool looks mid-run.
 MIX = (("todo", 0.70), ("locked", 0.10), ("done", 0.15), ("error", 0.05))

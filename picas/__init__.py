@@ -11,16 +11,16 @@ import importlib
 __version__ = "2.0.0.dev0"
 
 _CLASSIC = {
-    "CouchDB": "picas.clients",
-    "Document": "picas.documents",
-    "Task": "picas.documents",
-    "Job": "picas.documents",
-    "User": "picas.documents",
-    "RunActor": "picas.actors",
-    "ViewIterator": "picas.iterators",
-    "TaskViewIterator": "picas.iterators",
-    "EndlessViewIterator": "picas.iterators",
-    "PrioritizedViewIterator": "picas.iterators",
+    "CouchDB": "picas.classic.clients",
+    "Document": "picas.classic.documents",
+    "Task": "picas.classic.documents",
+    "Job": "picas.classic.documents",
+    "User": "picas.classic.documents",
+    "RunActor": "picas.classic.actors",
+    "ViewIterator": "picas.classic.iterators",
+    "TaskViewIterator": "picas.classic.iterators",
+    "EndlessViewIterator": "picas.classic.iterators",
+    "PrioritizedViewIterator": "picas.classic.iterators",
 }
 
 __all__ = sorted(_CLASSIC)

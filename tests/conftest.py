@@ -1,8 +1,8 @@
 """Shared fixtures: tests talk to a real pouchdb-server, started the same way users start one.
 
-The server is :class:`picas.server.LocalServer`, the class behind ``picas
+The server is :class:`picas.server.local.LocalServer`, the class behind ``picas
 server start``, so every test run also exercises that code path.  The
-pouchdb-server executable comes from :func:`picas.server.find_binary`: the
+pouchdb-server executable comes from :func:`picas.server.local.find_binary`: the
 per-user install (made on first use, about 30 s) or ``$PICAS_POUCHDB_SERVER``.
 
 pouchdb-server has no ``require_valid_user``, so anonymous clients can reach
@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from picas.errors import LocalServerError
-from picas.server import LocalServer, find_binary, free_port
+from picas.server.local import LocalServer, find_binary, free_port
 
 ADMIN_USER = "admin"
 

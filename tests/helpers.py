@@ -10,10 +10,10 @@ import time
 import uuid
 from pathlib import Path
 
-from picas import token as tok
-from picas import views
-from picas.couch import CouchClient
-from picas.retry import Backoff
+from picas.core import token as tok
+from picas.core import views
+from picas.core.client import CouchClient
+from picas.core.retry import Backoff
 
 
 def client_for(server, db_name: str, deploy: bool = True, **kwargs) -> CouchClient:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from picas.slurm import cancel, count_active, slurm_available, submit
+from picas.schedulers.slurm import cancel, count_active, slurm_available, submit
 
 
 @dataclass(frozen=True)

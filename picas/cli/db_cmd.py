@@ -1,6 +1,6 @@
 """``picas db create|info|delete``: the database that holds a token pool.
 
-A thin layer over :mod:`picas.database`, which knows why creating and
+A thin layer over :mod:`picas.core.database`, which knows why creating and
 deleting need care (admin rights, ``_security`` members).
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ import json
 
 import click
 
-from picas import database
+from picas.core import database
 from picas.cli.options import connection_options, make_client
 from picas.config import Settings
 

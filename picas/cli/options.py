@@ -111,7 +111,7 @@ def make_client(settings: Settings, *, need_database: bool = True) -> Any:
             f"the CA bundle {settings.verify} (from {settings.sources.get('verify', 'unknown')}) does not exist",
             hint="give an existing file with --ca-bundle or PICAS_VERIFY, or use true/false",
         )
-    from picas.couch import CouchClient
+    from picas.core.client import CouchClient
 
     return CouchClient(
         settings.url,
@@ -130,7 +130,7 @@ class Duration(click.ParamType):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float | None:
         if value is None or isinstance(value, (int, float)):
             return value
-        from picas.pool import parse_duration  # the one parser, shared with the library
+        from picas.pool.tokens import parse_duration  # the one parser, shared with the library
         try:
             return parse_duration(value)
         except Exception as exc:  # InvalidInput: reported by click as a usage error naming the option

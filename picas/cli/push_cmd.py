@@ -1,6 +1,6 @@
 """``picas push``: add work to the pool from command files, JSON/YAML or a parameter sweep.
 
-A thin layer over :mod:`picas.push`: this module reads files and prints;
+A thin layer over :mod:`picas.pool.push`: this module reads files and prints;
 parsing, ids and the bulk writes are the library's.  The progress bar goes
 to stderr so that stdout (the summary, or ``--json``) stays parseable.
 """
@@ -16,7 +16,7 @@ from typing import IO, Iterable
 import click
 import yaml
 
-from picas import push as pushing
+from picas.pool import push as pushing
 from picas.cli.options import connection_options, make_client
 from picas.config import Settings
 from picas.errors import Conflict, InvalidInput, PicasError

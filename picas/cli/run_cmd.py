@@ -21,8 +21,8 @@ import click
 
 from picas.cli.options import DURATION, connection_options, make_client
 from picas.config import Settings
-from picas.pilot import Pilot, PilotConfig, PilotReport
-from picas.signals import StopFlags
+from picas.pilot.loop import Pilot, PilotConfig, PilotReport
+from picas.pilot.signals import StopFlags
 
 
 def _printer(quiet: bool, prefix: str = ""):

@@ -1,4 +1,4 @@
-"""``picas scrub``: give tokens held by dead pilots back to the pool (see :mod:`picas.scrub`)."""
+"""``picas scrub``: give tokens held by dead pilots back to the pool (see :mod:`picas.pool.scrub`)."""
 from __future__ import annotations
 
 import json
@@ -7,8 +7,8 @@ import click
 
 from picas.cli.options import DURATION, connection_options, make_client
 from picas.config import Settings
-from picas.scrub import scrub_expired
-from picas.views import DEFAULT_DESIGN
+from picas.pool.scrub import scrub_expired
+from picas.core.views import DEFAULT_DESIGN
 
 
 @click.command("scrub")

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from picas import server as local
+from picas.server import local
 from picas.errors import LocalServerError
 
 ADMIN_USER = "admin"

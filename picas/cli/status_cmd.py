@@ -1,6 +1,6 @@
 """``picas status``: counts per state, throughput, ETA, and why tokens fail or hang.
 
-A thin layer over :mod:`picas.status`.  ``--watch`` refreshes until Ctrl-C
+A thin layer over :mod:`picas.pool.status`.  ``--watch`` refreshes until Ctrl-C
 and measures the rate between its own refreshes, over a sliding window.
 """
 from __future__ import annotations
@@ -11,11 +11,11 @@ from collections import deque
 
 import click
 
-from picas import status as st
+from picas.pool import status as st
 from picas.cli.options import connection_options, make_client
-from picas.pilot_jobs import pilot_summary
+from picas.pool.registry import pilot_summary
 from picas.config import Settings
-from picas.views import DEFAULT_DESIGN
+from picas.core.views import DEFAULT_DESIGN
 
 #: Seconds a watch must span before its own two-count rate replaces the first estimate.
 _SETTLE = 30.0

@@ -1,8 +1,8 @@
 """``picas submit slurm``, ``picas pilots`` and ``picas autopilot``: pilots on a Slurm cluster.
 
-A thin layer: the batch script comes from :func:`picas.slurm.build_sbatch_script`
-(pure), the plan from :mod:`picas.autopilot`, the job registry from
-:mod:`picas.pilot_jobs`.  What lives here is turning options into those
+A thin layer: the batch script comes from :func:`picas.schedulers.slurm.build_sbatch_script`
+(pure), the plan from :mod:`picas.schedulers.autopilot`, the job registry from
+:mod:`picas.pool.registry`.  What lives here is turning options into those
 calls, and one decision that only a command can make: how a pilot on a
 compute node gets the connection settings (see :func:`pilot_environment`).
 """
@@ -19,10 +19,11 @@ from typing import Any, Callable
 
 import click
 
-from picas import autopilot as ap
-from picas import pilot_jobs, slurm
+from picas.schedulers import autopilot as ap
+from picas.pool import registry as pilot_jobs
+from picas.schedulers import slurm
 from picas.cli.options import connection_options, make_client
-from picas.pool import parse_duration
+from picas.pool.tokens import parse_duration
 from picas.config import Settings, config_path, load_file, write_profile
 from picas.errors import InvalidInput, PicasError, SchedulerError
 

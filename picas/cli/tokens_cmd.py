@@ -1,6 +1,6 @@
 """``picas tokens list|show|logs``, ``picas reset`` and ``picas delete``: look at and change tokens.
 
-A thin layer over :mod:`picas.pool`, which selects tokens, writes changes in
+A thin layer over :mod:`picas.pool.tokens`, which selects tokens, writes changes in
 bulk and handles the races with running pilots.
 """
 from __future__ import annotations
@@ -10,11 +10,11 @@ import time
 
 import click
 
-from picas import pool
-from picas import token as tok
+from picas.pool import tokens as pool
+from picas.core import token as tok
 from picas.cli.options import DURATION, connection_options, make_client
 from picas.config import Settings
-from picas.views import DEFAULT_DESIGN
+from picas.core.views import DEFAULT_DESIGN
 
 _design_option = click.option("--design-doc", "design", default=DEFAULT_DESIGN, show_default=True, metavar="NAME",
                               help="Design document whose views to read.")

@@ -1,6 +1,6 @@
 """``picas views create|list``: the design documents whose views pilots and ``status`` read.
 
-A thin layer over :mod:`picas.views`.  ``views create`` also creates the
+A thin layer over :mod:`picas.core.views`.  ``views create`` also creates the
 database when it is missing, so that a new pool needs one command.
 """
 from __future__ import annotations
@@ -9,10 +9,10 @@ import json
 
 import click
 
-from picas import database
+from picas.core import database
 from picas.cli.options import connection_options, make_client
 from picas.config import Settings
-from picas.views import DEFAULT_DESIGN, deploy, design_document, list_designs
+from picas.core.views import DEFAULT_DESIGN, deploy, design_document, list_designs
 
 
 @click.group("views")
