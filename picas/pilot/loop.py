@@ -36,8 +36,9 @@ from typing import Callable
 from picas.core import token as tok
 from picas.core.claim import Claimer
 from picas.core.client import CouchClient
-from picas.errors import Conflict, PilotError, ServerUnavailable
+from picas.errors import PilotError, ServerUnavailable
 from picas.pilot.payload import BashExecutor, ExecResult, safe_name
+from picas.pilot.results import save_result, save_results
 from picas.pilot.journal import Journal
 from picas.pilot.lease import LeaseKeeper
 from picas.core.retry import Backoff
@@ -399,53 +400,3 @@ class Pilot:
         self._queue.clear()
         for token_id in list(self.keeper.held):
             self._give_back(token_id, reason)
-
-
-def save_result(client: CouchClient, body: dict, who: tok.PilotIdentity, attempts: int = 10,
-                base: dict | None = None) -> str:
-    """Write a token this pilot finished or gives back; returns 'saved' or 'lost'.
-
-    On a 409 the stored token decides what wins.  If this pilot still owns it
-    (only a heartbeat or a user's annotation came in between), our result is
-    merged onto the current body and saved again: the result wins, the rest of
-    the current body is kept.  If another pilot owns it now, or it was reset or
-    deleted, the current owner wins; we add a history note saying that a result
-    was discarded, without changing the token's state.  ``base`` is the body
-    the result was computed on (see :func:`picas.core.token.merge_result`).
-    """
-    for _ in range(attempts):
-        try:
-            client.save(body)
-            return "saved"
-        except Conflict:
-            current = client.get_or_none(body["_id"])
-            if current is not None and tok.owned_by(current, who.pilot_id):
-                body = tok.merge_result(current, body, base)
-                base = current
-                continue
-            if current is not None:
-                noted = tok.note(current, who, time.time(), "result_discarded",
-                                 reason="this pilot had lost the lock", exit_code=body.get("exit_code"))
-                try:
-                    client.save(noted)
-                except Conflict:
-                    pass  # the new owner wrote first; the note is best effort, the owner's state is not
-            return "lost"
-    raise Conflict(f"could not save '{body['_id']}': it kept changing ({attempts} tries)")
-
-
-def save_results(client: CouchClient, bodies: list[dict], who: tok.PilotIdentity,
-                 bases: dict[str, dict | None] | None = None) -> list[str]:
-    """Save several results in one ``_bulk_docs`` request; per-document conflicts as in :func:`save_result`."""
-    bases = bases or {}
-    if len(bodies) == 1:
-        return [save_result(client, bodies[0], who, base=bases.get(bodies[0]["_id"]))]
-    outcomes = []
-    for body, result in zip(bodies, client.bulk_save(bodies)):
-        if result.ok:
-            outcomes.append("saved")
-        elif result.conflict:
-            outcomes.append(save_result(client, body, who, base=bases.get(body["_id"])))
-        else:
-            raise PilotError(f"the server refused the result of '{body['_id']}': {result.error} {result.reason}")
-    return outcomes
