@@ -24,10 +24,11 @@ _MARKER = "true /* picas:condition */"
 
 def source_dir() -> Path:
     """Where the view sources are: packaged inside picas, or the checkout's ``views/``."""
-    packaged = Path(__file__).parent / "_views"
+    package = Path(__file__).resolve().parents[1]  # picas/, this module lives in picas/core/
+    packaged = package / "_views"
     if packaged.is_dir():
         return packaged
-    checkout = Path(__file__).resolve().parent.parent / "views"
+    checkout = package.parent / "views"
     if checkout.is_dir():
         return checkout
     raise PicasError("the view sources are missing from this picas installation", hint="reinstall picas")
