@@ -68,7 +68,9 @@ def _register() -> None:
     from picas.cli.scrub_cmd import scrub
     from picas.cli.server_cmd import server
     from picas.cli.status_cmd import status_cmd
-    from picas.cli.submit_cmd import autopilot, pilots, submit
+    from picas.cli.autopilot_cmd import autopilot
+    from picas.cli.pilots_cmd import pilots
+    from picas.cli.submit_cmd import submit
     from picas.cli.tokens_cmd import delete_cmd, reset_cmd, tokens
     from picas.cli.views_cmd import views
 

@@ -9,23 +9,20 @@ compute node gets the connection settings (see :func:`pilot_environment`).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
-import time
 import urllib.parse
 from pathlib import Path
 from typing import Any, Callable
 
 import click
 
-from picas.schedulers import autopilot as ap
 from picas.pool import registry as pilot_jobs
 from picas.schedulers import slurm
 from picas.cli.options import connection_options, make_client
 from picas.pool.tokens import parse_duration
 from picas.config import Settings, config_path, load_file, write_profile
-from picas.errors import InvalidInput, PicasError, SchedulerError
+from picas.errors import InvalidInput, PicasError
 
 #: Where the private pilot profile goes, next to the user's config file, unless --pilot-config says.
 PILOT_CONFIG_NAME = "slurm-pilots.yml"
@@ -257,199 +254,3 @@ def submit_slurm(settings: Settings, array: int, design_doc: str, view: str, dry
     else:
         click.echo(f"Submitted pilot job {job_id}: {array} pilot{'s' if array != 1 else ''} for "
                    f"{pilot_jobs.class_name(design_doc, view)}")
-
-
-# --- picas pilots -------------------------------------------------------------------------
-
-
-@click.group("pilots")
-def pilots() -> None:
-    """The pilot jobs submitted for this database: list, cancel, prune."""
-
-
-def _when(stamp: Any) -> str:
-    try:
-        return time.strftime("%Y-%m-%d %H:%M", time.localtime(float(stamp)))
-    except (TypeError, ValueError):
-        return "?"
-
-
-def _resources(row: dict) -> str:
-    names = (("cpus_per_task", "cpus"), ("mem", "mem"), ("time", "time"), ("partition", "partition"))
-    return " ".join(f"{label}={row[key]}" for key, label in names if row.get(key) is not None) or "-"
-
-
-@pilots.command("list")
-@connection_options
-@click.option("--all", "show_all", is_flag=True, help="Also show finished jobs still in the registry.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per job.")
-def pilots_list(settings: Settings, show_all: bool, as_json: bool) -> None:
-    """List recorded pilot jobs with their squeue state (queued, running, finished).
-
-    \b
-    Examples:
-      picas pilots list
-      picas pilots list --all --json | jq .job_id
-    """
-    rows = pilot_jobs.pilot_summary(make_client(settings), include_finished=show_all)
-    if as_json:
-        for row in rows:
-            click.echo(json.dumps(row))
-        return
-    if not rows:
-        click.echo("No queued or running pilot jobs." if not show_all else "No pilot jobs recorded.")
-        return
-    click.echo(f"{'JOB':<12} {'CLASS':<20} {'TASKS':>5} {'PENDING':>7} {'RUNNING':>7}  {'STATE':<9} "
-               f"{'SUBMITTED':<16}  RESOURCES")
-    for row in rows:
-        pending = "?" if row["pending"] is None else row["pending"]
-        running = "?" if row["running"] is None else row["running"]
-        click.echo(f"{row['job_id']:<12} {row.get('class', '?'):<20} {row.get('array', '?'):>5} {pending:>7} "
-                   f"{running:>7}  {row['state']:<9} {_when(row.get('submitted')):<16}  {_resources(row)}")
-    errors = {row["error"] for row in rows if row.get("error")}
-    for error in errors:
-        click.echo(f"picas: warning: squeue failed, states unknown: {error}", err=True)
-
-
-@pilots.command("cancel")
-@connection_options
-@click.argument("job_ids", nargs=-1)
-@click.option("--all", "cancel_all", is_flag=True, help="Every recorded pilot job still queued or running.")
-@click.option("--signal", "signal_name", metavar="NAME",
-              help="Drain instead: send this signal (e.g. USR1) to the running pilots, which give their token "
-                   "back and exit; pending ones are cancelled.")
-def pilots_cancel(settings: Settings, job_ids: tuple[str, ...], cancel_all: bool, signal_name: str | None) -> None:
-    """Cancel pilot jobs (scancel); each running pilot gives its token back to todo first.
-
-    \b
-    Examples:
-      picas pilots cancel 1234            # a whole array
-      picas pilots cancel 1234_3          # one task of it
-      picas pilots cancel --all
-      picas pilots cancel --all --signal USR1   # running pilots hand their token back and exit
-    """
-    if bool(job_ids) == cancel_all:
-        raise click.UsageError("give job ids or --all (not both)")
-    ids = list(job_ids)
-    if cancel_all:
-        rows = pilot_jobs.pilot_summary(make_client(settings))
-        failed = [row["error"] for row in rows if row.get("error")]
-        if failed:
-            raise SchedulerError(failed[0])
-        ids = [str(row["job_id"]) for row in rows]
-        if not ids:
-            click.echo("No queued or running pilot jobs.")
-            return
-    if not signal_name:
-        slurm.cancel(ids)
-        click.echo(f"Cancelled {len(ids)} pilot job{'s' if len(ids) != 1 else ''}: {', '.join(ids)}")
-        return
-    name = signal_name.upper()
-    running, waiting = pilot_jobs.split_running(slurm.queued_jobs(ids))
-    if running:
-        slurm.cancel(running, signal=name)
-    if waiting:
-        slurm.cancel(waiting)  # a pending pilot holds no token; left alone it would start and take one
-    click.echo(f"Sent {name} to {len(running)} running pilot{'s' if len(running) != 1 else ''}"
-               f"{': ' + ', '.join(running) if running else ''}; cancelled {len(waiting)} pending"
-               f"{': ' + ', '.join(waiting) if waiting else ''}")
-
-
-@pilots.command("prune")
-@connection_options
-@click.option("--older-than", type=DURATION_TEXT, default="1d", show_default=True,
-              help="Forget finished jobs submitted longer ago than this.")
-def pilots_prune(settings: Settings, older_than: str) -> None:
-    """Forget finished pilot jobs (squeue no longer lists them) from the registry.
-
-    The autopilot does this every round; jobs of another cluster sharing the
-    database are kept until they are older than --older-than.
-
-    \b
-    Example:
-      picas pilots prune --older-than 2h
-    """
-    dropped = pilot_jobs.prune(make_client(settings), parse_duration(older_than) or 0.0)
-    click.echo(f"Forgot {len(dropped)} finished pilot job{'s' if len(dropped) != 1 else ''}"
-               + (f": {', '.join(dropped)}" if dropped else "."))
-
-
-# --- picas autopilot -----------------------------------------------------------------------
-
-
-@click.command("autopilot")
-@connection_options
-@click.option("--class", "class_specs", multiple=True, metavar="SPEC",
-              help="Pilot class DESIGN[/VIEW][:key=value,...], e.g. MultiCore:cpus-per-task=4 "
-                   "(repeatable) [default: Monitor].")
-@click.option("--classes", "classes_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="YAML file listing the pilot classes (see 'picas autopilot --help').")
-@click.option("--max-pilots", type=click.IntRange(min=0), default=10, show_default=True,
-              help="Most pilots queued or running at once, all classes together.")
-@click.option("--tokens-per-pilot", type=click.IntRange(min=1), default=10, show_default=True,
-              help="A class gets at most one pilot per this many todo tokens.")
-@sbatch_options
-@pilot_options
-@click.option("--loop", is_flag=True, help="Run a round every --interval until SIGTERM/SIGINT.")
-@click.option("--interval", type=DURATION_TEXT, default="300", show_default=True, help="Seconds between rounds.")
-@click.option("--dry-run", is_flag=True, help="Decide and print, but submit and record nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Print each round's decision record as one JSON line.")
-@click.option("--max-rounds", type=click.IntRange(min=1), hidden=True)
-def autopilot(settings: Settings, class_specs: tuple[str, ...], classes_file: Path | None, max_pilots: int,
-              tokens_per_pilot: int, loop: bool, interval: str, dry_run: bool, as_json: bool,
-              max_rounds: int | None, **values: Any) -> None:
-    """Submit just enough pilots for the work in the pool (for cron, or --loop).
-
-    For every pilot class with todo tokens it submits pilots in proportion to
-    the work, at most one per --tokens-per-pilot tokens, counting the pilots
-    already queued or running, never more than --max-pilots in all.  Running
-    it twice does not double-submit.  Each round prints one line: what it
-    decided and why.  A class may set its own resources.
-
-    \b
-    Examples:
-      picas autopilot --max-pilots 20 --time 4:00:00          # crontab: */10 * * * *
-      picas autopilot --class Monitor --class MultiCore:cpus-per-task=4,mem=8G
-      picas autopilot --classes classes.yml --loop --interval 5m
-
-    \b
-    classes.yml:
-      - design: Monitor
-      - design: MultiCore
-        cpus-per-task: 4
-        mem: 8G
-        setup: ["module load GROMACS"]
-    """
-    if class_specs and classes_file:
-        raise click.UsageError("give --class options or --classes FILE, not both")
-    classes = ap.load_classes(classes_file) if classes_file else [ap.parse_class(s) for s in class_specs]
-    classes = classes or [ap.PilotClass()]
-    names = [c.name for c in classes]
-    if len(set(names)) != len(names):
-        raise click.UsageError(f"a pilot class is given twice: {', '.join(sorted(names))}")
-    env, note = pilot_environment(settings, values.pop("pilot_config"), write=not dry_run)
-    if note:
-        click.echo(note, err=True)
-    base = base_options(values, env)
-    template = _template(values["template"])
-    client = make_client(settings)
-
-    def one_round() -> ap.Round:
-        result = ap.run_round(client, classes, base, max_pilots=max_pilots, tokens_per_pilot=tokens_per_pilot,
-                              pilot_args=pilot_args(values), template=template, dry_run=dry_run)
-        if as_json:
-            click.echo(json.dumps(result.to_dict()))
-        else:
-            click.echo(f"{time.strftime('%Y-%m-%d %H:%M:%S')} picas autopilot: {result.line}")
-        return result
-
-    if not loop:
-        result = one_round()
-        if result.errors:
-            raise SchedulerError("; ".join(result.errors))
-        return
-
-    def report(exc: PicasError) -> None:
-        click.echo(f"{time.strftime('%Y-%m-%d %H:%M:%S')} picas autopilot: round failed: {exc}", err=True)
-
-    ap.run_loop(one_round, parse_duration(interval) or 0.0, on_error=report, max_rounds=max_rounds)

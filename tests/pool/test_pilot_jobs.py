@@ -26,7 +26,9 @@ from picas.schedulers import autopilot as ap
 from picas.pool import registry as pilot_jobs
 from picas.core import token as tok
 from picas.cli import main
-from picas.cli.submit_cmd import autopilot, pilot_args, pilot_environment, pilots, submit
+from picas.cli.autopilot_cmd import autopilot
+from picas.cli.pilots_cmd import pilots
+from picas.cli.submit_cmd import pilot_args, pilot_environment, submit
 from picas.config import resolve
 from picas.errors import ConfigError, InvalidInput, SchedulerError
 from picas.schedulers.slurm import SbatchOptions
@@ -36,7 +38,7 @@ from tests.helpers import client_for, overview
 for _command in (submit, pilots, autopilot):
     main.add_command(_command)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def entry(job_id: str, cls: str = "Monitor", submitted: float = 1000.0, array: int = 1) -> dict:
@@ -356,7 +358,7 @@ def test_pilots_list_and_cancel_without_jobs(cli_env, client):
 
 
 def test_autopilot_loop_stops_on_sigterm(couch_server, db_name, cli_env, client):
-    code = ("from picas.cli import main\nfrom picas.cli.submit_cmd import autopilot\n"
+    code = ("from picas.cli import main\nfrom picas.cli.autopilot_cmd import autopilot\n"
             "main.add_command(autopilot)\nmain(prog_name='picas')\n")
     env = {**os.environ, **{k: v for k, v in cli_env.items() if v is not None}}
     for key in ("PICAS_PROFILE", "PICAS_VERIFY", "PICAS_DEBUG"):

@@ -25,7 +25,9 @@ from click.testing import CliRunner, Result
 from picas.pool import registry as pilot_jobs
 from picas.core import token as tok
 from picas.cli import main
-from picas.cli.submit_cmd import autopilot, pilots, submit
+from picas.cli.autopilot_cmd import autopilot
+from picas.cli.pilots_cmd import pilots
+from picas.cli.submit_cmd import submit
 from picas.core.client import CouchClient
 from picas.schedulers.slurm import cancel, count_active, queued_jobs
 from picas.core.views import deploy
