@@ -37,6 +37,7 @@ from picas.core import token as tok
 from picas.core.claim import Claimer
 from picas.core.client import CouchClient
 from picas.errors import PilotError, ServerUnavailable
+from picas.pilot.config import PilotConfig
 from picas.pilot.payload import BashExecutor, ExecResult, safe_name
 from picas.pilot.results import save_result, save_results
 from picas.pilot.journal import Journal
@@ -49,38 +50,6 @@ from picas.pilot.signals import StopFlags
 def new_pilot_id() -> str:
     """Unique per pilot process: host, pid and a random part (pids repeat across hosts and time)."""
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-
-
-@dataclass
-class PilotConfig:
-    """How a pilot behaves; every field has a sensible default for a laptop."""
-
-    design: str = "Monitor"
-    view: str = "todo"
-    max_tasks: int | None = None
-    max_time: float | None = None
-    token_timeout: float | None = None
-    wait: bool = False
-    poll_max: float = 30.0
-    heartbeat: float = 60.0
-    lease_factor: float = 5.0
-    grace: float = 10.0
-    prefetch: int = 1
-    retries: int = 0
-    release_state: tuple[int, int] = (0, 0)
-    workdir: Path | None = None
-    log_cap: int = 10 * 1024 * 1024
-    keep_workdirs: bool = False
-    attach_logs: bool = True
-    outage_timeout: float = 600.0
-    window: int = 10
-    view_params: dict = field(default_factory=dict)
-    scrub_every: float | None = None
-    max_attempts: int | None = None
-
-    @property
-    def lease_seconds(self) -> float:
-        return max(self.heartbeat * self.lease_factor, 1.0)
 
 
 @dataclass
