@@ -117,3 +117,62 @@ class PilotError(PicasError):
     """A pilot could not go on (for example: the server stayed away too long)."""
 
     exit_code = 13
+
+
+# --------------------------------------------------------------------------- couchdb-python's except clauses
+# Scripts written for picas 1.x catch ``couchdb.http.ResourceConflict`` / ``ResourceNotFound``.
+# When couchdb-python is loaded, Conflict and NotFound also derive from those classes, so both
+# ``except`` clauses catch picas' errors.  couchdb-python is not imported for this (it is not a
+# dependency, and importing it costs ~0.3 s through pkg_resources): if it is loaded already, the
+# bases are added now, otherwise the moment it is imported, by a finder that watches that one name.
+_COUCHDB_HTTP = "couchdb.http"
+_COUCHDB_BASES = ((Conflict, "ResourceConflict"), (NotFound, "ResourceNotFound"))
+
+
+def _adopt_couchdb_bases(module: object) -> None:
+    for ours, name in _COUCHDB_BASES:
+        theirs = getattr(module, name, None)
+        if isinstance(theirs, type) and issubclass(theirs, Exception) and not issubclass(ours, theirs):
+            try:
+                ours.__bases__ = ours.__bases__ + (theirs,)
+            except TypeError:  # an incompatible couchdb-python: its clauses then catch only its own errors
+                pass
+
+
+class _CouchdbHttpWatcher:
+    """A meta-path finder that finds nothing itself; it wraps the loader of ``couchdb.http``."""
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> object:
+        if fullname != _COUCHDB_HTTP:
+            return None
+        import sys
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        loader = spec.loader
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        run = loader.exec_module
+
+        def exec_module(module: object) -> None:
+            run(module)
+            _adopt_couchdb_bases(module)
+
+        loader.exec_module = exec_module
+        return spec
+
+
+def _watch_couchdb() -> None:
+    import sys
+    if _COUCHDB_HTTP in sys.modules:
+        _adopt_couchdb_bases(sys.modules[_COUCHDB_HTTP])
+    elif not any(isinstance(finder, _CouchdbHttpWatcher) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _CouchdbHttpWatcher())
+
+
+_watch_couchdb()
