@@ -14,6 +14,7 @@ from picas.core import token as tok
 from picas.core import views
 from picas.core.client import CouchClient
 from picas.core.retry import Backoff
+from picas.support import procgroup
 
 
 def client_for(server, db_name: str, deploy: bool = True, **kwargs) -> CouchClient:
@@ -64,15 +65,7 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1, what: str 
 
 def process_gone(pid: int) -> bool:
     """True when the process has exited (a zombie that nobody reaps counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
+    return not procgroup.process_alive(pid)
 
 
 def fast_retry() -> Backoff:

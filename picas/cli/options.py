@@ -16,8 +16,10 @@ from typing import Any, Callable, TypeVar
 import click
 from click.core import ParameterSource
 
+from picas import defaults
 from picas.config import Settings, resolve
-from picas.errors import ConfigError
+from picas.errors import ConfigError, InvalidInput
+from picas.support.durations import parse_duration
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -42,6 +44,13 @@ _OPTIONS = (
     click.option("--ca-bundle", "ca_bundle", metavar="PATH", type=click.Path(exists=True, dir_okay=False),
                  help="Verify the server's TLS certificate against this CA bundle."),
 )
+
+
+def design_option(help: str = "Design document whose views to read.") -> Callable[[F], F]:
+    """The ``--design-doc`` option (default :data:`picas.defaults.DESIGN`), passed on as ``design``."""
+    return click.option("--design-doc", "design", default=defaults.DESIGN, show_default=True, metavar="NAME",
+                        help=help)
+
 
 # Values that the user typed (or a caller passed) rather than click reading them from the environment.
 _EXPLICIT_SOURCES = (ParameterSource.COMMANDLINE, ParameterSource.DEFAULT_MAP, ParameterSource.PROMPT, None)
@@ -123,17 +132,22 @@ def make_client(settings: Settings, *, need_database: bool = True) -> Any:
 
 
 class Duration(click.ParamType):
-    """A duration option: '90', '90s', '15m', '2h', '1d' or '1h30m', converted to seconds."""
+    """A duration option: '90', '90s', '15m', '2h', '1d' or '1h30m', converted to seconds.
+
+    The one click type for durations; the parsing is
+    :func:`picas.support.durations.parse_duration`, shared with the library.
+    A value that should reach another program as text (a batch script's
+    ``picas run`` line) is written back with ``f"{seconds:g}"``.
+    """
 
     name = "DURATION"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float | None:
-        if value is None or isinstance(value, (int, float)):
-            return value
-        from picas.pool.tokens import parse_duration  # the one parser, shared with the library
+        if value is None:
+            return None
         try:
             return parse_duration(value)
-        except Exception as exc:  # InvalidInput: reported by click as a usage error naming the option
+        except InvalidInput as exc:  # reported by click as a usage error naming the option
             self.fail(str(exc), param, ctx)
 
 

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import IO, Iterable
 
 import click
-import yaml
 
 from picas.pool import push as pushing
 from picas.cli.options import connection_options, make_client
 from picas.config import Settings
 from picas.errors import Conflict, InvalidInput, PicasError
+from picas.support.yamltext import load_yaml
 
 FORMATS = ("auto", "text", "json", "yaml")
 _SHOWN = 20
@@ -48,13 +48,7 @@ def _read(stream: IO[str], name: str, fmt: str, warn) -> list[dict]:
         except json.JSONDecodeError as exc:
             raise InvalidInput(f"{name}:{exc.lineno}: not valid JSON: {exc.msg}") from None
     else:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = f":{mark.line + 1}" if mark is not None else ""
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise InvalidInput(f"{name}{line}: not valid YAML: {problem}") from None
+        data = load_yaml(text, name, InvalidInput)
     try:
         return pushing.tokens_from_data(data, warn=lambda message: warn(f"{name}: {message}"))
     except InvalidInput as exc:

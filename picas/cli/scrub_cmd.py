@@ -5,16 +5,14 @@ import json
 
 import click
 
-from picas.cli.options import DURATION, connection_options, make_client
+from picas.cli.options import DURATION, connection_options, design_option, make_client
 from picas.config import Settings
 from picas.pool.scrub import scrub_expired
-from picas.core.views import DEFAULT_DESIGN
 
 
 @click.command("scrub")
 @connection_options
-@click.option("--design-doc", "design", default=DEFAULT_DESIGN, show_default=True, metavar="NAME",
-              help="Design document whose 'expired' view to use.")
+@design_option("Design document whose 'expired' view to use.")
 @click.option("--older-than", type=DURATION,
               help="Also reset tokens locked by older clients (no lease) longer ago than this, e.g. 12h.")
 @click.option("--max-attempts", type=click.IntRange(min=1), default=None, metavar="N",

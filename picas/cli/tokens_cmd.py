@@ -12,12 +12,11 @@ import click
 
 from picas.pool import tokens as pool
 from picas.core import token as tok
-from picas.cli.options import DURATION, connection_options, make_client
+from picas.cli.options import DURATION, connection_options, design_option, make_client
 from picas.config import Settings
-from picas.core.views import DEFAULT_DESIGN
+from picas.support.durations import format_duration
 
-_design_option = click.option("--design-doc", "design", default=DEFAULT_DESIGN, show_default=True, metavar="NAME",
-                              help="Design document whose views to read.")
+_design_option = design_option()
 
 
 def _complete_views(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
@@ -72,7 +71,7 @@ def list_cmd(settings: Settings, view: str, limit: int, as_json: bool, design: s
     click.echo(f"{'ID':<{width}}  {'STATE':<7} {'HOST':<{host_width}}  {'JOB':<12} {'AGE':>5}  EXIT")
     for row in rows:
         click.echo(f"{row['id']:<{width}}  {row['state']:<7} {row['host']:<{host_width}}  {row['job_id']:<12} "
-                   f"{pool.format_age(row['age']):>5}  {row['exit_code']}")
+                   f"{format_duration(row['age'], parts=1, unknown='-'):>5}  {row['exit_code']}")
     if limit and len(rows) == limit:
         click.echo(f"(first {limit}; --limit 0 lists all)", err=True)
 

@@ -10,9 +10,9 @@ import json
 import click
 
 from picas.core import database
-from picas.cli.options import connection_options, make_client
+from picas.cli.options import connection_options, design_option, make_client
 from picas.config import Settings
-from picas.core.views import DEFAULT_DESIGN, deploy, design_document, list_designs
+from picas.core.views import deploy, design_document, list_designs
 
 
 @click.group("views")
@@ -28,8 +28,7 @@ def views() -> None:
 
 
 @views.command("create")
-@click.option("--design-doc", "design", default=DEFAULT_DESIGN, show_default=True, metavar="NAME",
-              help="Design document to hold the views; pilots pick one with their own --design-doc.")
+@design_option("Design document to hold the views; pilots pick one with their own --design-doc.")
 @click.option("--condition", metavar="EXPR",
               help="A JavaScript expression every view also requires, e.g. 'doc.cores == 4'.")
 @connection_options

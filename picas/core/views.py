@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from picas import defaults
 from picas.core.client import CouchClient
 from picas.errors import Conflict, InvalidInput, NotFound, PicasError
 
-DEFAULT_DESIGN = "Monitor"
+#: Kept for callers of the classic name; the value is :data:`picas.defaults.DESIGN`.
+DEFAULT_DESIGN = defaults.DESIGN
 CLASSIC_VIEWS = ("todo", "locked", "done", "error", "overview_total")
 _MARKER = "true /* picas:condition */"
 
@@ -94,7 +96,7 @@ def design_document(condition: str | None = None, directory: Path | None = None)
     return body
 
 
-def deploy(client: CouchClient, design: str = DEFAULT_DESIGN, condition: str | None = None) -> bool:
+def deploy(client: CouchClient, design: str = defaults.DESIGN, condition: str | None = None) -> bool:
     """Make ``_design/<design>`` hold the picas views; returns True if anything was written.
 
     Views the user added to the same design document are kept.  On a 409 (two

@@ -13,7 +13,7 @@ import json
 import os
 from pathlib import Path
 
-from picas.server.local import process_alive
+from picas.support.procgroup import process_alive
 
 
 class Journal:

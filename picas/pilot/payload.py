@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -29,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from picas import defaults
 from picas.errors import InvalidInput
-
-DEFAULT_LOG_CAP = 10 * 1024 * 1024
+from picas.support import procgroup
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -123,48 +122,10 @@ def safe_name(token_id: str) -> str:
     return _SAFE_NAME.sub("_", token_id)[:200] or "token"
 
 
-def stop_group(proc: subprocess.Popen, grace: float, force: Callable[[], bool] = lambda: False) -> None:
-    """TERM the process group, wait up to ``grace`` seconds (or until ``force()``), then KILL what is left."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            return
-        if sig == signal.SIGKILL:
-            break
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and not force():
-            if proc.poll() is not None and not _group_alive(proc.pid):
-                return
-            time.sleep(0.05)
-    proc.wait()
-
-
-def _group_alive(pgid: int) -> bool:
-    """Whether any process of the group still runs (zombies that nobody reaps do not count)."""
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return True
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            return True
-    return False
-
-
 class BashExecutor:
     """Runs token inputs as processes; one instance serves one pilot."""
 
-    def __init__(self, workdir_root: Path, *, log_cap: int = DEFAULT_LOG_CAP, grace: float = 10.0,
+    def __init__(self, workdir_root: Path, *, log_cap: int = defaults.LOG_CAP, grace: float = defaults.GRACE,
                  keep_workdirs: bool = False, env: dict | None = None) -> None:
         self.workdir_root = Path(workdir_root)
         self.log_cap = log_cap
@@ -248,11 +209,11 @@ class BashExecutor:
             elif should_stop():
                 interrupted = True
             if timed_out or interrupted:
-                stop_group(proc, self.grace, should_force)
+                procgroup.terminate(proc, grace=self.grace, hurry=should_force)
                 break
         # Stragglers that outlived the payload's main process would hold the pipes open.
-        if _group_alive(proc.pid):
-            stop_group(proc, min(self.grace, 2.0))
+        if procgroup.group_alive(proc.pid):
+            procgroup.terminate(proc, grace=min(self.grace, 2.0))
         out.join(timeout=30)
         err.join(timeout=30)
         finished = time.time()

@@ -34,10 +34,11 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from picas import defaults
 from picas.core import token as tok
 from picas.core.client import CouchClient
 from picas.pool.tokens import changed_at, job_id
-from picas.core.views import DEFAULT_DESIGN
+from picas.support.durations import format_duration
 
 STATES = ("todo", "locked", "done", "error")
 DEFAULT_SAMPLE = 200
@@ -54,7 +55,7 @@ def _state_view(client: CouchClient, design: str, view: str, sample: int) -> tup
     return count, [row.doc for row in result.rows if row.doc] if sample > 0 else []
 
 
-def overview(client: CouchClient, design: str = DEFAULT_DESIGN) -> dict[str, int]:
+def overview(client: CouchClient, design: str = defaults.DESIGN) -> dict[str, int]:
     """Tokens per state; every state is present (0 when empty)."""
     return {state: _state_view(client, design, state, 0)[0] for state in STATES}
 
@@ -255,7 +256,7 @@ def finish_times(docs: list[dict]) -> list[float]:
     return times
 
 
-def snapshot(client: CouchClient, design: str = DEFAULT_DESIGN, sample: int = DEFAULT_SAMPLE,
+def snapshot(client: CouchClient, design: str = defaults.DESIGN, sample: int = DEFAULT_SAMPLE,
              window: float = DEFAULT_WINDOW, now: float | None = None, with_rate: bool = True) -> PoolStatus:
     """One look at the pool: counts, a rate and ETA, and the error and locked breakdowns.
 
@@ -285,23 +286,6 @@ def progress_bar(fraction: float, width: int = 30) -> str:
     fraction = min(1.0, max(0.0, fraction))
     filled = int(round(fraction * width))
     return f"[{'#' * filled}{'.' * (width - filled)}] {fraction * 100:3.0f}% done"
-
-
-def format_duration(seconds: float | None) -> str:
-    """``1h 02m``, ``3m 20s`` or ``45s``; ``unknown`` for None."""
-    if seconds is None:
-        return "unknown"
-    seconds = int(round(seconds))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours:02d}h"
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    if minutes:
-        return f"{minutes}m {secs:02d}s"
-    return f"{secs}s"
 
 
 def render(status: PoolStatus, top: int = 5) -> str:

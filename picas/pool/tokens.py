@@ -3,7 +3,7 @@
 An operator picks tokens either by view (``error``, ``locked``, ...) or by id,
 optionally only those older than some duration, and every change is written
 in ``_bulk_docs`` batches.  The selection rules are pure functions
-(:func:`qualifies`, :func:`parse_duration`, :func:`token_row`); only the
+(:func:`qualifies`, :func:`token_row`); only the
 functions that take a client read or write.
 
 Changes race with pilots: between reading a token and writing it back, a
@@ -15,49 +15,19 @@ that moved on is left alone and counted as skipped.
 """
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
+from picas import defaults
 from picas.core import token as tok
 from picas.core.client import CouchClient, chunks
 from picas.errors import InvalidInput, NotFound, TokenNotFound
-from picas.core.views import DEFAULT_DESIGN
+from picas.support.durations import parse_duration  # noqa: F401 - re-exported for older callers
 
 #: The views that select tokens by state; their names are the states.
 STATE_VIEWS = ("todo", "locked", "done", "error")
 DEFAULT_BATCH = 500
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])", re.IGNORECASE)
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a duration such as ``90s``, ``30m``, ``2h``, ``1d``, ``1w`` or ``1h30m``; a bare number is seconds."""
-    value = str(text).strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        compact = value.replace(" ", "")
-        parts = _DURATION_PART.findall(compact)
-        if not parts or "".join(n + u for n, u in parts).lower() != compact.lower():
-            raise InvalidInput(f"cannot read the duration {text!r}", hint="use e.g. 90s, 30m, 2h, 1d or 1h30m")
-        seconds = sum(float(number) * _UNITS[unit.lower()] for number, unit in parts)
-    if seconds < 0 or seconds != seconds:
-        raise InvalidInput(f"the duration {text!r} is negative")
-    return seconds
-
-
-def format_age(seconds: float | None) -> str:
-    """A short human age (``42s``, ``5m``, ``3h``, ``2d``) for tables."""
-    if seconds is None:
-        return "-"
-    seconds = max(0, int(seconds))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 def changed_at(doc: dict) -> float | None:
@@ -131,7 +101,7 @@ def get_token(client: CouchClient, token_id: str) -> dict:
         raise TokenNotFound(f"no token '{token_id}' in database '{client.database}'") from None
 
 
-def list_tokens(client: CouchClient, view: str = "todo", limit: int | None = 50, design: str = DEFAULT_DESIGN,
+def list_tokens(client: CouchClient, view: str = "todo", limit: int | None = 50, design: str = defaults.DESIGN,
                 startkey: object = None) -> list[dict]:
     """The current bodies of the first ``limit`` tokens of a view (all of them when ``limit`` is None).
 
@@ -168,7 +138,7 @@ def _by_ids(client: CouchClient, ids: list[str], batch: int) -> Iterator[list[di
         yield [bodies[token_id] for token_id in group]
 
 
-def select(client: CouchClient, view: str | None = None, ids: list[str] | None = None, design: str = DEFAULT_DESIGN,
+def select(client: CouchClient, view: str | None = None, ids: list[str] | None = None, design: str = defaults.DESIGN,
            batch: int = DEFAULT_BATCH) -> Iterator[list[dict]]:
     """Batches of the current bodies of the chosen tokens: by id, or every token of a view.
 
@@ -247,7 +217,7 @@ def _change_tokens(client: CouchClient, change: Callable[[dict], dict], extra: C
 
 
 def reset_tokens(client: CouchClient, *, view: str | None = None, ids: list[str] | None = None,
-                 older_than: float | None = None, dry_run: bool = False, design: str = DEFAULT_DESIGN,
+                 older_than: float | None = None, dry_run: bool = False, design: str = defaults.DESIGN,
                  batch: int = DEFAULT_BATCH, now: float | None = None,
                  reason: str = "reset by operator") -> ChangeReport:
     """Put the chosen tokens back to todo, incrementing their ``scrub_count``; returns what changed.
@@ -273,7 +243,7 @@ def reset_tokens(client: CouchClient, *, view: str | None = None, ids: list[str]
 
 
 def delete_tokens(client: CouchClient, *, view: str | None = None, ids: list[str] | None = None,
-                  older_than: float | None = None, dry_run: bool = False, design: str = DEFAULT_DESIGN,
+                  older_than: float | None = None, dry_run: bool = False, design: str = defaults.DESIGN,
                   batch: int = DEFAULT_BATCH, now: float | None = None) -> ChangeReport:
     """Delete the chosen tokens (by state view and/or ids, optionally only older ones); returns what changed.
 

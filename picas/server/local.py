@@ -41,6 +41,7 @@ from urllib.parse import quote
 
 from picas.errors import LocalServerError
 from picas.core.http import Transport, TransportError
+from picas.support import files, procgroup
 
 POUCHDB_SERVER_VERSION = "4.2.0"
 POUCHDB_SERVER_PACKAGE = f"pouchdb-server@{POUCHDB_SERVER_VERSION}"
@@ -217,65 +218,12 @@ def _tail(path: Path, offset: int = 0, lines: int = 12) -> str:
 
 def write_private_file(path: Path, text: str) -> None:
     """Write a file readable by its owner only, atomically, because it holds a password."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.chmod(temporary, 0o600)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
-def _proc_state(stat: str) -> str:
-    """The state letter of a /proc stat line (the command name may contain spaces and parentheses)."""
-    fields = stat.rsplit(")", 1)[-1].split()
-    return fields[0] if fields else ""
-
-
-def _other_threads_alive(proc: Path) -> bool:
-    """Whether a zombie thread-group leader still has live threads.
-
-    When Node's main thread exits first, /proc shows the pid as a zombie
-    while its other threads (and so its listening socket) live on for a few
-    milliseconds; a restart in that window finds the port taken (measured).
-    """
-    for task_stat in proc.glob("task/*/stat"):
-        try:
-            if _proc_state(task_stat.read_text()) not in ("Z", "X"):
-                return True
-        except OSError:
-            continue
-    return False
+    files.write_private(path, text)
 
 
 def process_alive(pid: int, expect_in_cmdline: str | None = None) -> bool:
-    """Tell whether ``pid`` is a live process, and (where /proc exists) still the one we started.
-
-    The command-line check keeps a stale pid file from making us report, or
-    kill, an unrelated process that was later given the same pid.  Zombies
-    count as dead: a server that exited but was not yet reaped serves nothing.
-    """
-    proc = Path("/proc") / str(pid)
-    if Path("/proc/self").exists():
-        try:
-            stat = (proc / "stat").read_text()
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
-        except OSError:
-            return False
-        if _proc_state(stat) in ("Z", "X") and not _other_threads_alive(proc):
-            return False
-        return expect_in_cmdline is None or expect_in_cmdline in cmdline
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    """Whether ``pid`` is a live process, still the one we started (see :mod:`picas.support.procgroup`)."""
+    return procgroup.process_alive(pid, expect_in_cmdline)
 
 
 def _scan(directory: Path) -> list[os.DirEntry]:

@@ -203,7 +203,7 @@ def test_push_rejects_bad_input_and_writes_nothing(env, pool_db, tmp_path):
     assert "item 2" in result.stderr and "_rev" in result.stderr
     (tmp_path / "broken.yaml").write_text("a:\n  input: [1, 2\nb: 3\n")
     result = run(env, "push", str(tmp_path / "broken.yaml"), code=10)
-    assert "broken.yaml:" in result.stderr and "not valid YAML" in result.stderr
+    assert "broken.yaml:3:" in result.stderr and "malformed YAML" in result.stderr
     (tmp_path / "broken.json").write_text('[{"input": "a"},\n {"input": }]')
     assert "broken.json:2" in run(env, "push", str(tmp_path / "broken.json"), code=10).stderr
     run(env, "push", str(tmp_path / "missing.txt"), code=10)

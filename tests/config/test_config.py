@@ -323,7 +323,7 @@ def test_write_profile_is_private_even_with_a_lax_umask(tmp_path: Path) -> None:
 
 def test_write_profile_is_never_world_readable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Check the mode of the file at the moment its contents are written, not only afterwards."""
-    import picas.config as module
+    import picas.support.files as module
 
     seen: list[int] = []
     real_fdopen = os.fdopen
