@@ -17,6 +17,12 @@ task runs.  A script that iterates on its own sends no heartbeats, so its
 tokens get a long lease (:data:`STANDALONE_LEASE`, one day, the classic
 ``TokenModifier`` timeout) instead of one that would run out mid-task and
 let a scrub hand the token out again.
+
+Duck-typed databases: given any other object with the classic methods
+(``get_single_from_view`` and ``save``), such as the mock databases of
+users' unit tests, an iterator claims the picas 1.x way through them
+(:func:`classic_claim`): read a task from the view, lock it, save it; a
+conflict on the save means someone else was faster, so it tries another.
 """
 from __future__ import annotations
 
@@ -28,7 +34,8 @@ from typing import Any, Callable
 from picas.core import token as tok
 from picas.core.claim import Claimer
 from picas.core.client import CouchClient
-from picas.classic.documents import Task
+from picas.classic.conflicts import conflict_types
+from picas.classic.documents import Document, Task
 from picas.pilot.loop import new_pilot_id
 
 log = logging.getLogger("picas")
@@ -37,15 +44,53 @@ log = logging.getLogger("picas")
 STANDALONE_LEASE = 86400.0
 
 
-def client_of(database: Any) -> CouchClient:
-    """The CouchClient behind a classic ``CouchDB`` wrapper (or the client itself)."""
+def real_client(database: Any) -> CouchClient | None:
+    """The CouchClient behind a classic ``CouchDB`` wrapper (or the client itself); None for anything else."""
     if isinstance(database, CouchClient):
         return database
     client = getattr(database, "client", None)
-    if isinstance(client, CouchClient):
-        return client
-    raise TypeError(f"expected a picas.clients.CouchDB or a picas.core.client.CouchClient, "
-                    f"not {type(database).__name__}")
+    return client if isinstance(client, CouchClient) else None
+
+
+def client_of(database: Any) -> CouchClient:
+    """The CouchClient behind a classic ``CouchDB`` wrapper (or the client itself); TypeError otherwise."""
+    client = real_client(database)
+    if client is None:
+        raise TypeError(f"expected a picas.clients.CouchDB or a picas.core.client.CouchClient, "
+                        f"not {type(database).__name__}")
+    return client
+
+
+def _taken(body: dict) -> bool:
+    """Whether a token read from a view is locked and unfinished: someone else runs it (the row was stale)."""
+    try:
+        return int(body.get("lock") or 0) > 0 and not int(body.get("done") or 0)
+    except (TypeError, ValueError):
+        return False
+
+
+def classic_claim(database: Any, view: str, allowed_failures: int = 10, **view_params: Any) -> Task:
+    """Claim a task through a duck-typed database the picas 1.x way; IndexError when the view is empty.
+
+    Reads one of the first 100 rows of ``view`` (``get_single_from_view``),
+    locks it and saves it; a conflict on the save (or a token that turns out
+    to be locked by someone else already) means another worker was faster,
+    so it tries again, up to ``allowed_failures`` times.
+    """
+    for _ in range(allowed_failures):
+        doc = database.get_single_from_view(view, window_size=100, **view_params)
+        task = Task(doc)
+        if _taken(task.value):
+            continue
+        try:
+            saved = database.save(task.lock())
+        except conflict_types():
+            continue
+        if isinstance(saved, Task):
+            return saved
+        return Task(saved) if isinstance(saved, Document) else task
+    raise EnvironmentError(f"Unable to claim a task from view '{view}': {allowed_failures} attempts met a "
+                           "conflict or a token locked already (too many workers on too few tokens?)")
 
 
 class ViewIterator:
@@ -136,6 +181,8 @@ class TaskViewIterator(ViewIterator):
         self._claim = None
 
     def claim_task(self) -> Task:
+        if real_client(self.database) is None:
+            return classic_claim(self.database, self.view, **self.view_params)
         if self._claim is None:
             self._claim = self._claimer(self.database, self.view, self.view_params)
         body = self._claim.claim()
@@ -164,6 +211,11 @@ class PrioritizedViewIterator(ViewIterator):
         return self._claims[view].claim()
 
     def claim_task(self) -> Task:
+        if real_client(self.database) is None:
+            try:
+                return classic_claim(self.database, self.high_priority_view, **self.view_params)
+            except IndexError:
+                return classic_claim(self.database, self.low_priority_view, **self.view_params)
         body = self._claim_from(self.high_priority_view) or self._claim_from(self.low_priority_view)
         if body is None:
             raise IndexError("no claimable tokens in either view")
