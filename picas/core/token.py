@@ -31,6 +31,8 @@ import re
 import socket
 from dataclasses import dataclass, field
 
+from picas.core.states import HistoryEvent, State
+
 #: How many history entries a token keeps; older ones are dropped first.
 HISTORY_LIMIT = 30
 
@@ -108,30 +110,30 @@ def _num(value: object) -> float:
         return 0.0
 
 
-def state(doc: dict) -> str:
-    """todo, locked, done or error, derived as the classic views derive it ("other" otherwise)."""
+def state(doc: dict) -> State:
+    """todo, locked, done or error, derived as the classic views derive it (:attr:`State.OTHER` otherwise)."""
     lock, done = _num(doc.get("lock")), _num(doc.get("done"))
     if lock == 0 and done == 0:
-        return "todo"
+        return State.TODO
     if lock > 0 and done == 0:
-        return "locked"
+        return State.LOCKED
     if lock > 0 and done > 0:
-        return "done" if parse_exit_code(doc.get("exit_code")) == 0 else "error"
-    return "other"
+        return State.DONE if parse_exit_code(doc.get("exit_code")) == 0 else State.ERROR
+    return State.OTHER
 
 
 def is_claimable(doc: dict | None) -> bool:
     """A body that a pilot may lock: a live token in the todo state."""
-    return bool(doc) and not doc.get("_deleted") and doc.get("type", "token") == "token" and state(doc) == "todo"
+    return bool(doc) and not doc.get("_deleted") and doc.get("type", "token") == "token" and state(doc) is State.TODO
 
 
 def owned_by(doc: dict | None, pilot_id: str) -> bool:
     """Whether ``pilot_id`` still holds the lock on this body."""
-    return bool(doc) and state(doc) == "locked" and doc.get("pilot") == pilot_id
+    return bool(doc) and state(doc) is State.LOCKED and doc.get("pilot") == pilot_id
 
 
 def _event(doc: dict, event: str, who: PilotIdentity | None, now: float, **extra: object) -> dict:
-    entry = {"event": event, "time": int(now)}
+    entry = {"event": str(event), "time": int(now)}  # the plain string: a body read back compares equal
     if who is not None:
         entry["host"] = who.hostname
         entry["pilot"] = who.pilot_id
@@ -142,8 +144,8 @@ def _event(doc: dict, event: str, who: PilotIdentity | None, now: float, **extra
     return doc
 
 
-def _copy(doc: dict) -> dict:
-    # Attachments may hold large inline data that no state change touches: share them.
+def copy_body(doc: dict) -> dict:
+    """A copy to change: deep, except the attachments, which may hold large inline data no change touches."""
     attachments = doc.get("_attachments")
     body = copy.deepcopy({k: v for k, v in doc.items() if k != "_attachments"})
     if attachments is not None:
@@ -153,7 +155,7 @@ def _copy(doc: dict) -> dict:
 
 def claim(doc: dict, who: PilotIdentity, now: float, lease_seconds: float) -> dict:
     """Lock a todo token for ``who`` with a lease that ends ``lease_seconds`` from ``now``."""
-    body = _copy(doc)
+    body = copy_body(doc)
     for name in _BATCH_FIELDS:
         body.pop(name, None)
     body.update({
@@ -167,12 +169,12 @@ def claim(doc: dict, who: PilotIdentity, now: float, lease_seconds: float) -> di
     })
     body.setdefault("scrub_count", 0)
     body.update(dict(who.job_ids))
-    return _event(body, "locked", who, now)
+    return _event(body, HistoryEvent.LOCKED, who, now)
 
 
 def heartbeat(doc: dict, now: float, lease_seconds: float) -> dict:
     """Renew the lease; not recorded in history (it happens every few seconds)."""
-    body = _copy(doc)
+    body = copy_body(doc)
     body["heartbeat"] = int(now)
     body["lease_until"] = int(now + lease_seconds)
     return body
@@ -180,20 +182,20 @@ def heartbeat(doc: dict, now: float, lease_seconds: float) -> dict:
 
 def finish(doc: dict, who: PilotIdentity, now: float, exit_code: int, **result: object) -> dict:
     """Close the token with the payload's exit code; done or error follows from it."""
-    body = _copy(doc)
+    body = copy_body(doc)
     body.update(result)
     body["exit_code"] = exit_code
     body["done"] = int(now) if int(now) > 0 else 1
     if _num(body.get("lock")) <= 0:
         body["lock"] = body["done"]
     body.pop("lease_until", None)
-    return _event(body, "done" if exit_code == 0 else "failed", who, now, exit_code=exit_code)
+    return _event(body, HistoryEvent.DONE if exit_code == 0 else HistoryEvent.FAILED, who, now, exit_code=exit_code)
 
 
 def fail(doc: dict, who: PilotIdentity | None, now: float, message: str, exit_code: int | None = None,
          **result: object) -> dict:
     """Put the token in the error state with a message that says what went wrong."""
-    body = _copy(doc)
+    body = copy_body(doc)
     body.update(result)
     if exit_code is not None:
         body["exit_code"] = exit_code
@@ -206,7 +208,7 @@ def fail(doc: dict, who: PilotIdentity | None, now: float, message: str, exit_co
     errors = list(body.get("error") or []) if isinstance(body.get("error"), list) else [body.get("error")]
     errors.append({"time": int(now), "message": message, **({"host": who.hostname} if who else {})})
     body["error"] = errors
-    return _event(body, "error", who, now, reason=message, exit_code=body.get("exit_code"))
+    return _event(body, HistoryEvent.ERROR, who, now, reason=message, exit_code=body.get("exit_code"))
 
 
 def reset(doc: dict, who: PilotIdentity | None, now: float, reason: str, count_scrub: bool = True,
@@ -217,18 +219,18 @@ def reset(doc: dict, who: PilotIdentity | None, now: float, reason: str, count_s
     pilot that gives a token back because it was told to stop does not count
     against the token.
     """
-    body = _copy(doc)
+    body = copy_body(doc)
     for name in _BATCH_FIELDS + ("pilot", "heartbeat", "lease_until"):
         body.pop(name, None)
     body["lock"], body["done"] = lock, done
     if count_scrub:
         body["scrub_count"] = int(body.get("scrub_count") or 0) + 1
-    return _event(body, "reset" if count_scrub else "released", who, now, reason=reason)
+    return _event(body, HistoryEvent.RESET if count_scrub else HistoryEvent.RELEASED, who, now, reason=reason)
 
 
 def lease_expired(doc: dict, now: float, older_than: float | None = None) -> bool:
     """A locked token whose lease has run out; tokens without a lease count by lock age."""
-    if state(doc) != "locked":
+    if state(doc) is not State.LOCKED:
         return False
     lease = doc.get("lease_until")
     if lease is not None:
@@ -236,52 +238,6 @@ def lease_expired(doc: dict, now: float, older_than: float | None = None) -> boo
     return older_than is not None and _num(doc.get("lock")) < now - older_than
 
 
-RESULT_FIELDS = ("exit_code", "done", "output", "started", "finished", "duration", "hostname", "timed_out",
-                 "log_truncated", "uploads", "error", "lock", "scrub_count", "attempts")
-
-
-def merge_result(current: dict, mine: dict, base: dict | None = None) -> dict:
-    """Carry a pilot's changes onto the current stored body (after a 409 on save).
-
-    Called only when this pilot still owns ``current``.  ``base`` is the body
-    the pilot's changes were made on; every field that differs between
-    ``base`` and ``mine`` (user fields a classic script set included) and every
-    field it removed is applied to ``current``: the pilot's result wins over
-    whatever changed meanwhile (a heartbeat, a user's annotation), and the rest
-    of the current body is kept.  Without a base, the result fields are taken.
-    """
-    body = _copy(current)
-    if base is None:
-        changed = [name for name in RESULT_FIELDS if name in mine]
-        removed: list[str] = []
-    else:
-        changed = [k for k, v in mine.items() if not k.startswith("_") and k != "history" and base.get(k) != v]
-        removed = [k for k in base if not k.startswith("_") and k not in mine]
-    for name in changed:
-        body[name] = copy.deepcopy(mine[name])
-    for name in removed:
-        body.pop(name, None)
-    if "lease_until" not in mine:
-        body.pop("lease_until", None)
-    body["history"] = merge_history(current.get("history"), mine.get("history"))
-    new_attachments = {k: v for k, v in (mine.get("_attachments") or {}).items() if "data" in v}
-    if new_attachments:
-        body["_attachments"] = {**(body.get("_attachments") or {}), **new_attachments}
-    return body
-
-
-def merge_history(ours: list | None, theirs: list | None) -> list:
-    """Both histories, each entry once, in time order, cut to the limit."""
-    seen, merged = set(), []
-    for entry in list(ours or []) + list(theirs or []):
-        key = repr(sorted(entry.items())) if isinstance(entry, dict) else repr(entry)
-        if key not in seen:
-            seen.add(key)
-            merged.append(entry)
-    merged.sort(key=lambda e: e.get("time", 0) if isinstance(e, dict) else 0)
-    return merged[-HISTORY_LIMIT:]
-
-
 def note(doc: dict, who: PilotIdentity | None, now: float, event: str, **extra: object) -> dict:
     """Add a history entry without changing the token's state."""
-    return _event(_copy(doc), event, who, now, **extra)
+    return _event(copy_body(doc), event, who, now, **extra)

@@ -12,14 +12,16 @@ import time
 
 from picas.core import token as tok
 from picas.core.client import CouchClient
+from picas.core.merge import merge_result
+from picas.core.states import HistoryEvent, SaveOutcome
 from picas.errors import Conflict, PilotError
 
 __all__ = ["save_result", "save_results"]
 
 
 def save_result(client: CouchClient, body: dict, who: tok.PilotIdentity, attempts: int = 10,
-                base: dict | None = None) -> str:
-    """Write a token this pilot finished or gives back; returns 'saved' or 'lost'.
+                base: dict | None = None) -> SaveOutcome:
+    """Write a token this pilot finished or gives back; returns SAVED or LOST.
 
     On a 409 the stored token decides what wins.  If this pilot still owns it
     (only a heartbeat or a user's annotation came in between), our result is
@@ -27,31 +29,31 @@ def save_result(client: CouchClient, body: dict, who: tok.PilotIdentity, attempt
     the current body is kept.  If another pilot owns it now, or it was reset or
     deleted, the current owner wins; we add a history note saying that a result
     was discarded, without changing the token's state.  ``base`` is the body
-    the result was computed on (see :func:`picas.core.token.merge_result`).
+    the result was computed on (see :func:`picas.core.merge.merge`).
     """
     for _ in range(attempts):
         try:
             client.save(body)
-            return "saved"
+            return SaveOutcome.SAVED
         except Conflict:
             current = client.get_or_none(body["_id"])
             if current is not None and tok.owned_by(current, who.pilot_id):
-                body = tok.merge_result(current, body, base)
+                body = merge_result(current, body, base)
                 base = current
                 continue
             if current is not None:
-                noted = tok.note(current, who, time.time(), "result_discarded",
+                noted = tok.note(current, who, time.time(), HistoryEvent.RESULT_DISCARDED,
                                  reason="this pilot had lost the lock", exit_code=body.get("exit_code"))
                 try:
                     client.save(noted)
                 except Conflict:
                     pass  # the new owner wrote first; the note is best effort, the owner's state is not
-            return "lost"
+            return SaveOutcome.LOST
     raise Conflict(f"could not save '{body['_id']}': it kept changing ({attempts} tries)")
 
 
 def save_results(client: CouchClient, bodies: list[dict], who: tok.PilotIdentity,
-                 bases: dict[str, dict | None] | None = None) -> list[str]:
+                 bases: dict[str, dict | None] | None = None) -> list[SaveOutcome]:
     """Save several results in one ``_bulk_docs`` request; per-document conflicts as in :func:`save_result`."""
     bases = bases or {}
     if len(bodies) == 1:
@@ -59,7 +61,7 @@ def save_results(client: CouchClient, bodies: list[dict], who: tok.PilotIdentity
     outcomes = []
     for body, result in zip(bodies, client.bulk_save(bodies)):
         if result.ok:
-            outcomes.append("saved")
+            outcomes.append(SaveOutcome.SAVED)
         elif result.conflict:
             outcomes.append(save_result(client, body, who, base=bases.get(body["_id"])))
         else:

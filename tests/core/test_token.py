@@ -78,16 +78,6 @@ def test_history_is_bounded():
     assert len(doc["history"]) == tok.HISTORY_LIMIT
 
 
-def test_merge_result_keeps_the_current_body_and_our_result():
-    locked = tok.claim(tok.new_token("true", "t"), WHO, 10, 60)
-    current = {**tok.heartbeat(locked, 30, 60), "_rev": "3-x", "note": "added by a user"}
-    mine = tok.finish(locked, WHO, 40, 0, output={"answer": 42})
-    merged = tok.merge_result(current, mine)
-    assert merged["_rev"] == "3-x" and merged["note"] == "added by a user"
-    assert tok.state(merged) == "done" and merged["output"] == {"answer": 42}
-    assert [e["event"] for e in merged["history"]] == ["locked", "done"]
-
-
 def test_lease_expiry():
     locked = tok.claim(tok.new_token("true", "t"), WHO, 100, 60)
     assert not tok.lease_expired(locked, 150)
@@ -105,14 +95,3 @@ def test_identity_records_slurm_array_ids():
     assert locked["slurm_job_id"] == "100_1" and locked["slurm_array_task_id"] == "1"
     released = tok.reset(locked, who, 2, "x", count_scrub=False)
     assert "slurm_job_id" not in released
-
-
-def test_merge_result_with_a_base_carries_every_change_the_pilot_made():
-    locked = tok.claim(tok.new_token("true", "t"), WHO, 10, 60)
-    mine = {**tok.finish(locked, WHO, 40, 0), "custom": "set by a classic process_task"}
-    mine = tok.reset(mine, WHO, 41, "retry")                # the retry removed the pilot and lease
-    current = {**tok.heartbeat(locked, 30, 60), "_rev": "3-x", "note": "user"}
-    merged = tok.merge_result(current, mine, base=locked)
-    assert merged["custom"] == "set by a classic process_task" and merged["note"] == "user"
-    assert tok.state(merged) == "todo" and merged["scrub_count"] == 1
-    assert "pilot" not in merged and "lease_until" not in merged
