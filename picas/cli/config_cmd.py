@@ -79,8 +79,9 @@ def _wrote(path: Path, profile: str, created: bool) -> None:
 @_config_file_option
 @click.option("--insecure", is_flag=True, default=False,
               help="Store verify: false (do not check TLS certificates; self-signed test servers only).")
-@click.option("--ca-bundle", "ca_bundle", metavar="PATH", type=click.Path(exists=True, dir_okay=False),
-              help="Store a CA bundle to verify the server's TLS certificate against.")
+@click.option("--ca-bundle", "ca_bundle", metavar="PATH", type=click.Path(exists=True),
+              help="Store a CA bundle (a PEM file or a hashed CA directory) to verify the server's TLS "
+                   "certificate against.")
 @click.option("--no-input", is_flag=True, default=False,
               help="Never prompt: take defaults (or the stored values) for anything not given.")
 def init(url: str | None, database: str | None, username: str | None, password: str | None, profile: str,

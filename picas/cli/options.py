@@ -41,8 +41,9 @@ _OPTIONS = (
                  type=click.Path(dir_okay=False), help="Config file [default: ~/.config/picas/conf.yml]."),
     click.option("--insecure", is_flag=True, default=False,
                  help="Do not verify the server's TLS certificate (self-signed test servers only)."),
-    click.option("--ca-bundle", "ca_bundle", metavar="PATH", type=click.Path(exists=True, dir_okay=False),
-                 help="Verify the server's TLS certificate against this CA bundle."),
+    click.option("--ca-bundle", "ca_bundle", metavar="PATH", type=click.Path(exists=True),
+                 help="Verify the server's TLS certificate against this CA bundle: a PEM file, or a directory "
+                      "of hashed CA files such as /etc/grid-security/certificates."),
 )
 
 
@@ -115,10 +116,10 @@ def make_client(settings: Settings, *, need_database: bool = True) -> Any:
     settings.require_url()
     if need_database:
         settings.require_database()
-    if isinstance(settings.verify, str) and not os.path.isfile(settings.verify):
+    if isinstance(settings.verify, str) and not os.path.exists(os.path.expanduser(settings.verify)):
         raise ConfigError(
             f"the CA bundle {settings.verify} (from {settings.sources.get('verify', 'unknown')}) does not exist",
-            hint="give an existing file with --ca-bundle or PICAS_VERIFY, or use true/false",
+            hint="give an existing file or CA directory with --ca-bundle or PICAS_VERIFY, or use true/false",
         )
     from picas.core.client import CouchClient
 
