@@ -24,7 +24,7 @@ from picas.core import token as tok
 from picas.core.client import CouchClient
 from picas.errors import Conflict, PicasError
 
-__all__ = ["DOC_TYPE", "ID_PREFIX", "PilotEnd", "end_kind", "end_record", "record_id", "start_record",
+__all__ = ["DOC_TYPE", "ID_PREFIX", "PilotEnd", "Recorder", "end_kind", "end_record", "record_id", "start_record",
            "write_end", "write_start"]
 
 DOC_TYPE = "pilot"
@@ -123,3 +123,29 @@ def write_end(client: CouchClient, record: dict) -> bool:
         except (PicasError, OSError):
             return False
     return False
+
+
+class Recorder:
+    """What the pilot loop calls: :meth:`start` before its first claim, :meth:`end` when it stops.
+
+    Two calls, no other coupling: the loop passes its identity and config
+    once, and its report (``processed``, ``done``, ``failed``... and
+    ``reason``) at the end.  Both writes are best effort (see the module docstring).
+    """
+
+    def __init__(self, client: CouchClient, who: tok.PilotIdentity, *, design: str, view: str,
+                 lease_seconds: float) -> None:
+        self.client, self.who = client, who
+        self.design, self.view, self.lease_seconds = design, view, lease_seconds
+        self.record: dict | None = None
+
+    def start(self, now: float) -> None:
+        self.record = write_start(self.client, start_record(self.who, now, design=self.design, view=self.view,
+                                                            lease_seconds=self.lease_seconds))
+
+    def end(self, now: float, reason: str, report: object = None, crashed: bool = False) -> None:
+        if self.record is None:
+            return
+        counts = {name: getattr(report, name) for name in ("processed", "done", "failed", "retried", "released",
+                                                           "lost") if isinstance(getattr(report, name, None), int)}
+        write_end(self.client, end_record(self.record, now, reason, counts, crashed))

@@ -88,6 +88,7 @@ def render(data: dict, live: dict | None = None) -> str:
         # The page may load nothing from anywhere; the dashboard's own data.json is the one exception.
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; script-src 'unsafe-inline' "
         "'unsafe-eval'; style-src 'unsafe-inline'; img-src data: blob:; font-src data:; connect-src 'self'\">\n",
+        "<link rel=\"icon\" href=\"data:,\">\n",  # else browsers ask the dashboard for /favicon.ico
         f"<title>{title}</title>\n<style>\n{style}\n</style>\n</head>\n<body>\n",
         body,
         f"<script id=\"picas-data\" type=\"application/json\">{data_json(data)}</script>\n",
