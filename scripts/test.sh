@@ -3,7 +3,7 @@
 #
 #   bash scripts/test.sh [pytest args...]
 #
-# 1. the Python package with its test extras (pytest, flake8);
+# 1. the Python package with its test extras (pytest, flake8, plotly for the report);
 # 2. pouchdb-server from npm, into the per-user picas data dir (what 'picas server' uses);
 # 3. a real single-node Slurm (Debian packages + daemons), when running as root; the Slurm
 #    tests skip without one on a developer's machine, but fail in CI (CI=true);
@@ -16,6 +16,20 @@ python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
 
 echo "== installing pouchdb-server (npm) if missing"
 python3 -m picas server install
+
+# Headless Chromium (Debian's package) loads the HTML report and the dashboard in tests/report.
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "== installing headless Chromium (Debian) for the report tests"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+    elif [ "${CI:-}" = "true" ]; then
+        echo "test.sh: error: CI needs root to install chromium for the report tests" >&2
+        exit 1
+    else
+        echo "== not root and no chromium: the report's browser tests will be skipped"
+    fi
+fi
 
 if [ "$(id -u)" = 0 ]; then
     echo "== starting a single-node Slurm"
