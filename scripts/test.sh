@@ -22,7 +22,7 @@ if ! command -v chromium >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ]; then
         echo "== installing headless Chromium (Debian) for the report tests"
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
     elif [ "${CI:-}" = "true" ]; then
         echo "test.sh: error: CI needs root to install chromium for the report tests" >&2
         exit 1
