@@ -23,6 +23,7 @@
 set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
+cd "$here" || exit 4
 log="$here/picas-pilot.log"
 python=""
 index=""

@@ -33,6 +33,10 @@ def source_dir() -> Path:
     checkout = package.parent / "views"
     if checkout.is_dir():
         return checkout
+    import importlib.resources  # picas run from a zipapp (the grid sandbox): the sources are inside the archive
+    archived = importlib.resources.files("picas") / "_views"
+    if archived.is_dir():
+        return archived  # type: ignore[return-value]  # a zipfile.Path: iterdir, name, read_text, exists
     raise PicasError("the view sources are missing from this picas installation", hint="reinstall picas")
 
 
@@ -40,10 +44,10 @@ def load_sources(directory: Path | None = None) -> dict[str, dict[str, str]]:
     """Map and reduce sources by view name, with their leading comment lines removed."""
     directory = directory or source_dir()
     views: dict[str, dict[str, str]] = {}
-    for path in sorted(directory.glob("*.js")):
+    for path in sorted((p for p in directory.iterdir() if p.name.endswith(".js")), key=lambda p: p.name):
         if path.name.endswith(".reduce.js"):
             continue
-        name = path.stem
+        name = path.name[:-len(".js")]
         views[name] = {"map": _strip_comments(path.read_text())}
         reduce_path = directory / f"{name}.reduce.js"
         if reduce_path.exists():

@@ -31,9 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from picas.config import load_file, write_profile
+import yaml
+
+from picas.config import load_file
 from picas.core.client import CouchClient
 from picas.errors import ConfigError, Conflict, InvalidInput, NotFound, PicasError
+from picas.support.files import write_private
 
 __all__ = [
     "PREFIX",
@@ -41,6 +44,7 @@ __all__ = [
     "PilotCredential",
     "check_scoped",
     "create",
+    "credential_text",
     "list_credentials",
     "new_username",
     "read_file",
@@ -246,8 +250,17 @@ def check_scoped(credential: PilotCredential) -> None:
                           "person's account); pilots only get users made by 'picas credentials create'")
 
 
+def credential_text(credential: PilotCredential) -> str:
+    """The credential as a picas config file: one profile, ``pilot``, which is also the default (pure)."""
+    values = {key: value for key, value in credential.profile().items() if value is not None}
+    document = {"default_profile": PROFILE, "profiles": {PROFILE: values}}
+    header = (f"# picas pilot credential: user {credential.username} may use database {credential.database} only.\n"
+              f"# Revoke it with: picas credentials revoke {credential.username}\n")
+    return header + yaml.safe_dump(document, default_flow_style=False, sort_keys=False, allow_unicode=True)
+
+
 def write_file(path: Path, credential: PilotCredential, *, overwrite: bool = False) -> Path:
-    """Write the credential as a picas config file with the one profile ``pilot`` (mode 0600).
+    """Write the credential file (:func:`credential_text`) with mode 0600 from its first byte.
 
     An existing file is not overwritten unless ``overwrite``: it may hold
     the only copy of another credential's password.
@@ -255,9 +268,8 @@ def write_file(path: Path, credential: PilotCredential, *, overwrite: bool = Fal
     path = Path(path)
     if path.exists() and not overwrite:
         raise InvalidInput(f"{path} exists already", hint="give another --output, or --force to replace it")
-    if path.exists():
-        path.unlink()
-    return write_profile(path, PROFILE, credential.profile())
+    write_private(path, credential_text(credential))
+    return path
 
 
 def read_file(path: Path) -> PilotCredential:

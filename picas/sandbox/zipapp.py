@@ -27,7 +27,7 @@ import picas
 from picas.errors import PicasError
 from picas.sandbox import deps
 
-__all__ = ["MAIN", "Zipapp", "build", "picas_files"]
+__all__ = ["MAIN", "Zipapp", "archive", "archive_bytes", "build", "missing_modules", "picas_files"]
 
 #: The archive's entry point.  It checks the interpreter before importing anything that needs 3.9.
 MAIN = '''\
@@ -154,12 +154,12 @@ def archive_bytes(entries: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-def build(output: Path, *, cache: Path, deps_dir: Path | None = None,
-          python: tuple[int, int] = deps.MIN_PYTHON) -> Zipapp:
-    """Write the zipapp of picas and its dependencies (for ``python`` and later) to ``output``.
+def archive(*, cache: Path, deps_dir: Path | None = None,
+            python: tuple[int, int] = deps.MIN_PYTHON) -> tuple[bytes, list[str]]:
+    """The zipapp's bytes, and which dependency versions went in (nothing is written but the pip cache).
 
-    An existing ``output`` with the same bytes is left alone, so a sandbox
-    rebuilt every autopilot round does not change on disk.
+    Dependencies come from :func:`picas.sandbox.deps.collect`: installed ones
+    when they run on ``python``, else fetched once into ``cache``.
     """
     found = deps.collect(cache, deps_dir, python)
     entries = _entries(found.files)
@@ -167,7 +167,17 @@ def build(output: Path, *, cache: Path, deps_dir: Path | None = None,
     if missing:
         raise PicasError(f"picas imports {', '.join(missing)}, which its installed metadata does not list",
                          hint="reinstall picas (pip install -e . in a checkout) so its requirements are current")
-    data = archive_bytes(entries)
+    return archive_bytes(entries), found.used
+
+
+def build(output: Path, *, cache: Path, deps_dir: Path | None = None,
+          python: tuple[int, int] = deps.MIN_PYTHON) -> Zipapp:
+    """Write the zipapp of picas and its dependencies (for ``python`` and later) to ``output``.
+
+    An existing ``output`` with the same bytes is left alone, so a sandbox
+    rebuilt every autopilot round does not change on disk.
+    """
+    data, used = archive(cache=cache, deps_dir=deps_dir, python=python)
     hexdigest = hashlib.sha256(data).hexdigest()
     output = Path(output)
     try:
@@ -184,4 +194,4 @@ def build(output: Path, *, cache: Path, deps_dir: Path | None = None,
         finally:
             if partial.exists():
                 partial.unlink()
-    return Zipapp(output, len(data), hexdigest, found.used)
+    return Zipapp(output, len(data), hexdigest, used)

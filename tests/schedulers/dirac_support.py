@@ -50,3 +50,60 @@ def expand_jdl(text: str) -> list[str]:
     result = generateParametricJobs(ClassAd(text))
     assert result["OK"], f"DIRAC cannot expand the JDL: {result.get('Message')}"
     return result["Value"]
+
+
+#: The oldest Python a worker node may have (EL9); pyenv on these machines has it.
+PYTHON39 = Path("/root/.pyenv/versions/3.9.18/bin/python3")
+
+
+def require_python39() -> Path:
+    """A Python 3.9 interpreter, or a skip (a failure when CI=true)."""
+    if not PYTHON39.is_file():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{PYTHON39} is missing in CI: the sandbox must be tested on Python 3.9")
+        pytest.skip(f"no Python 3.9 at {PYTHON39}")
+    return PYTHON39
+
+
+def worker_path(base: Path) -> str:
+    """A PATH like a worker node's: ``python3`` is 3.9, and no other python3.x is on it.
+
+    The system's tools come from a directory of links to everything in
+    /usr/bin except Python, so the start script cannot find a newer Python
+    than the 3.9 it is meant to run on.
+    """
+    python = require_python39()
+    pydir = base / "python39"
+    tools = base / "tools"
+    if not pydir.exists():
+        pydir.mkdir(parents=True)
+        (pydir / "python3").symlink_to(python)
+        tools.mkdir(parents=True)
+        for name in os.listdir("/usr/bin"):
+            if not name.startswith("python"):
+                (tools / name).symlink_to(Path("/usr/bin") / name)
+    return f"{pydir}:{tools}"
+
+
+def credential_file(server, db_name: str, path: Path) -> Path:
+    """A scoped pilot credential for ``db_name``, written by ``picas credentials create``."""
+    from click.testing import CliRunner
+
+    from picas.cli import main
+
+    user, password = server.admin
+    env = {"PICAS_HOST_URL": server.url, "PICAS_DATABASE": db_name, "PICAS_USERNAME": user,
+           "PICAS_PASSWORD": password, "PICAS_CONFIG": "/nonexistent/picas-test-conf.yml"}
+    result = CliRunner().invoke(main, ["credentials", "create", "--output", str(path)], env=env,
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return path
+
+
+def admin_env(server, db_name: str, **extra: str) -> dict:
+    """The operator's environment for picas commands run in-process."""
+    user, password = server.admin
+    env = {"PICAS_HOST_URL": server.url, "PICAS_DATABASE": db_name, "PICAS_USERNAME": user,
+           "PICAS_PASSWORD": password, "PICAS_CONFIG": "/nonexistent/picas-test-conf.yml"}
+    env.update(extra)
+    return env
