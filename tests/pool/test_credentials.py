@@ -168,3 +168,18 @@ def test_credential_cannot_create_or_delete_databases(disk_server, tmp_path, met
         disk_server.server.start(wait=30)
     names = requests.get(f"{disk_server.url}/_all_dbs", auth=disk_server.admin, timeout=30).json()
     assert db in names and "newdb_by_pilot" not in names
+
+
+def test_payload_environment_does_not_carry_the_pilot_password(couch_server, db_name):
+    """A pilot that got its password from PICAS_PASSWORD does not hand it to the payloads it runs."""
+    admin = client_for(couch_server, db_name)
+    [token_id] = push(admin, ['echo "user=${PICAS_USERNAME:-} password=${PICAS_PASSWORD:-unset}"'])
+    env = {**os.environ, **_cli_env(couch_server, db_name)}
+    proc = subprocess.run([sys.executable, "-m", "picas", "run", "-q"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    names = [name for name in admin.get(token_id).get("_attachments", {}) if name.startswith("logs_") and "out" in name]
+    assert names, admin.get(token_id)
+    log = admin.get_attachment(token_id, names[0]).decode()
+    assert f"user={couch_server.admin[0]} password=unset" in log
+    assert couch_server.admin[1] not in log
