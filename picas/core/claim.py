@@ -109,6 +109,20 @@ class ClaimStats:
     laps: int = 0
 
 
+@dataclass
+class Carried:
+    """Finished tokens to save in the same ``_bulk_docs`` request as the next claim, and what became of each.
+
+    The caller builds it and keeps it: once :meth:`Claimer.claim_batch` has
+    returned, or raised, ``results`` pairs each body that was sent with its
+    :class:`~picas.core.client.BulkResult`.  A body without a result was not
+    sent, and its caller saves it on its own.
+    """
+
+    bodies: list[dict]
+    results: list[tuple[dict, BulkResult]] = field(default_factory=list)
+
+
 class Claimer:
     """Claims tokens from one view of one design document for one pilot."""
 
@@ -135,8 +149,6 @@ class Claimer:
         #: None until the design document has been checked (see :func:`~picas.core.scanner.scannable`);
         #: False reads the view (forced, or once the scanner found it cheaper).
         self.scan = scan
-        #: Finished tokens sent with the last :meth:`claim_batch`, each with its outcome.
-        self.carried: list[tuple[dict, BulkResult]] = []
         self.scanner = Scanner(client, who, self.stats, design=design, view=view, window=window,
                                random_key=lambda: self.keys.random_key(self.rng), rng=self.rng, clock=clock)
 
@@ -224,7 +236,7 @@ class Claimer:
         got = self.claim_batch(1)
         return got[0] if got else None
 
-    def claim_batch(self, k: int, max_rounds: int = 50, carry: list[dict] | None = None) -> list[dict]:
+    def claim_batch(self, k: int, max_rounds: int = 50, carry: Carried | None = None) -> list[dict]:
         """Lock up to ``k`` tokens (one bulk request per round); empty list when there is no work.
 
         Returns as soon as at least one token is locked, so a pilot never waits
@@ -232,11 +244,10 @@ class Claimer:
         to save in the same ``_bulk_docs`` request as the first claim: every
         document in it succeeds or fails on its own revision, exactly as if
         written alone, and pouchdb-server spends about as much on one request
-        of two documents as on one PUT.  Their outcomes are left in
-        :attr:`carried`; a carried body that was not sent has none.
+        of two documents as on one PUT.  Their outcomes are recorded in
+        ``carry.results`` (see :class:`Carried`).
         """
-        self.carried = []
-        carry = list(carry or [])
+        pending = carry
         backoff = Backoff(base=0.05, cap=2.0, attempts=max_rounds).start()
         lost_rounds = 0
         while True:
@@ -244,8 +255,8 @@ class Claimer:
                 return []
             if self._candidates:
                 picked = [self._candidates.popleft() for _ in range(min(k, len(self._candidates)))]
-                won = self._write_claims(picked, carry)
-                carry = []  # sent once, with the first claim
+                won = self._write_claims(picked, pending)
+                pending = None  # sent once, with the first claim
                 if won:
                     self.stats.claimed += len(won)
                     return won
@@ -260,18 +271,20 @@ class Claimer:
             if delay is None or self.stop.wait(delay):
                 return []
 
-    def _write_claims(self, bodies: list[dict], carry: list[dict]) -> list[dict]:
+    def _write_claims(self, bodies: list[dict], carry: Carried | None) -> list[dict]:
         now = self.clock()
         locked = [tok.claim(body, self.who, now, self.lease_seconds) for body in bodies]
-        if len(locked) == 1 and not carry:
+        carried = carry.bodies if carry is not None else []
+        if len(locked) == 1 and not carried:
             try:
                 return [self.client.save(locked[0])]
             except Conflict:
                 self.stats.conflicts += 1
                 self.scanner.forget_region()  # another pilot works here: sweep elsewhere
                 return []
-        results = self.client.bulk_save(locked + carry)
-        self.carried = list(zip(carry, results[len(locked):]))
+        results = self.client.bulk_save(locked + carried)
+        if carry is not None:
+            carry.results = list(zip(carried, results[len(locked):]))
         won = []
         for body, result in zip(locked, results):
             if result.ok:

@@ -10,10 +10,15 @@ import time
 import pytest
 
 from picas.core import token as tok
+from picas.defaults import DESIGN
 from picas.pool.scrub import scrub_expired
 from tests.helpers import client_for, overview, pilot_env, push, side_effect_counts, start_pilot, wait_for
 
 pytestmark = pytest.mark.slow
+
+
+def _lease_over(client, token_id: str) -> bool:
+    return tok.lease_expired(client.get(token_id), time.time())
 
 
 def _crash(pilot, payload_pgid: int | None = None) -> None:
@@ -38,7 +43,7 @@ def test_kill_9_mid_run_is_recovered_by_scrubbing_after_the_lease(couch_server, 
     _crash(victim, int(pidfile.read_text()))
     assert tok.state(client.get(token_id)) == "locked", "nobody gave the token back"
     assert scrub_expired(client).total == 0, "the lease has not run out yet"
-    time.sleep(6)
+    wait_for(lambda: _lease_over(client, token_id), timeout=30, what="the crashed pilot's lease to run out")
     report = scrub_expired(client)
     assert report.reset == [token_id]
     doc = client.get(token_id)
@@ -55,16 +60,17 @@ def test_kill_9_mid_run_is_recovered_by_scrubbing_after_the_lease(couch_server, 
 def test_pilots_heal_the_pool_themselves_and_batches_are_recovered(couch_server, db_name, tmp_path):
     client = client_for(couch_server, db_name)
     gate, finished, started = tmp_path / "gate", tmp_path / "finished", tmp_path / "started"
-    payload = (f"echo $PICAS_TOKEN_ID >> {started}; while [ ! -e {gate} ]; do sleep 0.1; done; "
+    pgids = tmp_path / "pgids"
+    payload = (f"echo $$ >> {pgids}; echo $PICAS_TOKEN_ID >> {started}; while [ ! -e {gate} ]; do sleep 0.1; done; "
                f"echo $PICAS_TOKEN_ID >> {finished}")
     ids = push(client, [payload] * 5)
     victim = start_pilot(couch_server, db_name, "--heartbeat", "1", "--prefetch", "5", "--keep-workdirs")
     wait_for(lambda: started.exists(), what="first payload")
-    held = [r.id for r in client.view("Monitor", "locked")]
+    held = [r.id for r in client.view(DESIGN, "locked")]
     assert len(held) == 5, "the batch holds all five tokens"
-    _crash(victim)
-    os.system(f"pkill -9 -f 'while \\[ ! -e {gate}'")
-    time.sleep(6)
+    [payload_pgid] = pgids.read_text().split()  # one payload runs at a time; it leads its own group
+    _crash(victim, int(payload_pgid))
+    wait_for(lambda: all(_lease_over(client, t) for t in ids), timeout=30, what="the batch's leases to run out")
     gate.touch()
     healer = start_pilot(couch_server, db_name, "--scrub-expired", "1")
     out, err = healer.communicate(timeout=120)
@@ -109,7 +115,9 @@ def _drain_with_restarts(server, db_name, tmp_path, disrupt, tokens=120, seconds
     for pilot, (out, err) in zip(pilots, results):
         assert pilot.returncode == 0, err
     counts = side_effect_counts(sink)
-    assert set(counts) == set(ids) and max(counts.values()) == 1
+    never = {token_id: tok.state(client.get(token_id)) for token_id in set(ids) - set(counts)}
+    assert not never, f"tokens that never ran, by state: {never}"
+    assert set(counts) == set(ids) and max(counts.values()) == 1, "no token ran twice"
     assert overview(client) == {"done": tokens}
     return results
 
@@ -152,8 +160,8 @@ def test_result_computed_during_an_outage_is_saved_when_the_server_is_back(disk_
     wait_for(started.exists, what="payload")
     disk_server.server.stop()
     gate.touch()                                     # the payload finishes while the server is down
-    time.sleep(4)
-    assert list((tmp_path / "w").glob("journal-*.jsonl")), "the result waits in the local journal"
+    wait_for(lambda: list((tmp_path / "w").glob("journal-*.jsonl")), timeout=60,
+             what="the result to wait in the local journal")
     disk_server.server.start()
     out, err = pilot.communicate(timeout=120)
     assert pilot.returncode == 0, err

@@ -1,10 +1,13 @@
 """Signals to real pilot processes: the payload stops, the token goes back, the pilot exits 0."""
 import signal
+import threading
 import time
 
 import pytest
 
 from picas.core import token as tok
+from picas.pilot.loop import Pilot, PilotConfig
+from picas.pilot.signals import DEBOUNCE
 from tests.helpers import client_for, pilot_env, process_gone, push, start_pilot, wait_for
 
 
@@ -39,28 +42,31 @@ def test_second_signal_forces_an_immediate_stop(couch_server, db_name, tmp_path)
     pilot = start_pilot(couch_server, db_name, "--grace", "60")
     wait_for(lambda: ready.exists() and _locked(client, token_id), what="payload")
     pilot.send_signal(signal.SIGTERM)
-    time.sleep(1)
+    time.sleep(DEBOUNCE * 1.5)  # signals within DEBOUNCE count as one (scancel sends two at once)
     assert pilot.poll() is None, "the first signal waits for the payload's grace period"
-    started = time.monotonic()
     pilot.send_signal(signal.SIGTERM)
-    out, err = pilot.communicate(timeout=30)
-    assert time.monotonic() - started < 10
+    out, err = pilot.communicate(timeout=30)  # well within the 60 s grace: the second signal forced the stop
     assert pilot.returncode == 0, err
     assert tok.state(client.get(token_id)) == "todo"
 
 
 def test_release_state_can_be_configured_by_classic_reset_values(couch_server, db_name, tmp_path):
-    from picas.pilot.loop import Pilot, PilotConfig
     client = client_for(couch_server, db_name)
-    [token_id] = push(client, ["sleep 60"])
-    pilot = Pilot(client, PilotConfig(workdir=tmp_path, release_state=(1, 1)), install_signals=False)
-    pilot.stop_callback = None
-    import threading
-    threading.Timer(1.0, lambda: pilot.flags.handle(signal.SIGTERM)).start()
-    report = pilot.run()
-    assert report.released == 1
+    started = tmp_path / "started"
+    [token_id] = push(client, [f"touch {started}; sleep 60"])
+    pilot = Pilot(client, PilotConfig(workdir=tmp_path / "work", release_state=(1, 1)), install_signals=False)
+    runner = threading.Thread(target=lambda: reports.append(pilot.run()))
+    reports: list = []
+    runner.start()
+    # The stop must come while the pilot holds the token, or there would be nothing to give back.
+    wait_for(lambda: started.exists() and _locked(client, token_id), what="the payload of the claimed token")
+    pilot.flags.handle(signal.SIGTERM)
+    runner.join(timeout=60)
+    assert not runner.is_alive(), "the pilot stopped"
+    assert reports[0].released == 1
     doc = client.get(token_id)
     assert doc["lock"] == 1 and doc["done"] == 1
+    assert doc["history"][-1]["event"] == "released"
 
 
 def test_supervisor_forwards_signals_to_its_pilots(couch_server, db_name, tmp_path):
