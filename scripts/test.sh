@@ -31,6 +31,21 @@ if ! command -v chromium >/dev/null 2>&1; then
     fi
 fi
 
+# gfal2 from Debian (python3-gfal2 with its file and http plugins) for the staging tests in tests/staging.
+if ! dpkg -s python3-gfal2 gfal2-plugin-file gfal2-plugin-http >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "== installing gfal2 (Debian) for the staging tests"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            python3-gfal2 gfal2-plugin-file gfal2-plugin-http >/dev/null
+    elif [ "${CI:-}" = "true" ]; then
+        echo "test.sh: error: CI needs root to install gfal2 for the staging tests" >&2
+        exit 1
+    else
+        echo "== not root and no gfal2: the staging tests that need it will be skipped"
+    fi
+fi
+
 if [ "$(id -u)" = 0 ]; then
     echo "== starting a single-node Slurm"
     bash scripts/slurm-up.sh

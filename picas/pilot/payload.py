@@ -138,8 +138,12 @@ class BashExecutor:
 
     def run(self, doc: dict, *, timeout: float | None = None,
             should_stop: Callable[[], bool] = lambda: False,
-            should_force: Callable[[], bool] = lambda: False) -> ExecResult:
+            should_force: Callable[[], bool] = lambda: False, workdir_ready: bool = False) -> ExecResult:
         """Run the token's input to the end, the timeout, or until ``should_stop()`` says so.
+
+        ``workdir_ready``: the caller made the working directory and filled it
+        (staging, :mod:`picas.staging.executor`); it is used as it is and left
+        in place afterwards, for the caller to take the outputs from.
 
         Errors of the token itself (bad input, a command that does not exist,
         a working directory that cannot be made) come back as a result with
@@ -165,9 +169,10 @@ class BashExecutor:
 
         try:
             logs.mkdir(parents=True, exist_ok=True)
-            if workdir.exists():
-                shutil.rmtree(workdir, ignore_errors=True)
-            workdir.mkdir(parents=True)
+            if not workdir_ready:
+                if workdir.exists():
+                    shutil.rmtree(workdir, ignore_errors=True)
+                workdir.mkdir(parents=True)
         except OSError as exc:
             return failed(f"cannot create the working directory {workdir}: {exc.strerror or exc}")
         try:
@@ -176,6 +181,7 @@ class BashExecutor:
             return failed(str(exc))
 
         env = {**os.environ, **self.env, "PICAS_TOKEN_ID": token_id, "PICAS_WORKDIR": str(workdir)}
+        env.pop("PICAS_PASSWORD", None)  # the pilot's password is not the payload's: it would end up in its logs
         try:
             proc = subprocess.Popen(argv, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE, start_new_session=True)
@@ -223,7 +229,7 @@ class BashExecutor:
             error = f"timed out after {timeout:g} s; the payload's process group was stopped"
         truncated = {name: log.truncated_bytes for name, log in (("stdout", out), ("stderr", err))
                      if log.truncated_bytes}
-        if not self.keep_workdirs:
+        if not self.keep_workdirs and not workdir_ready:
             shutil.rmtree(workdir, ignore_errors=True)
         return ExecResult(exit_code=code if code is not None else -1, started=started, finished=finished,
                           stdout=stdout_path, stderr=stderr_path, timed_out=timed_out, interrupted=interrupted,

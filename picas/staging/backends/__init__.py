@@ -1,0 +1,1 @@
+"""Storage backends (see :mod:`picas.staging.storage` for the contract): gfal2, WebDAV/HTTP, file."""
