@@ -70,10 +70,11 @@ forward() {
 trap 'forward USR1' USR1
 trap 'forward TERM' TERM
 
-# Options after `run` come from `picas submit slurm` (see `picas run --help`):
-# --max-time 3h stops taking new tokens after 3 hours, well inside the walltime;
+# Options after `run` come from `picas submit slurm`, which takes every option of
+# `picas run` (see `picas run --help`); durations are written in seconds:
+# --max-time 3h (10800) stops taking new tokens after 3 hours, well inside the walltime;
 # --scrub-expired lets the pilots reset tokens whose pilot died (lease expired).
-picas run --design-doc Monitor --view todo --max-time=3h --scrub-expired=300 &
+picas run --design-doc Monitor --view todo --max-time=10800 --scrub-expired=300 &
 pilot_pid=$!
 status=""
 while :; do

@@ -16,12 +16,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
-from picas.cli.options import DURATION, connection_options, make_client
+from picas.cli.options import connection_options, make_client
 from picas.config import Settings
-from picas.pilot.loop import Pilot, PilotConfig, PilotReport
+from picas.pilot.loop import Pilot, PilotReport
+from picas.pilot.options import PILOT_OPTIONS, click_options, pilot_config
 from picas.pilot.signals import StopFlags
 
 
@@ -63,40 +65,9 @@ def _report_dict(report: PilotReport) -> dict:
 
 @click.command("run")
 @connection_options
-@click.option("--design-doc", default="Monitor", show_default=True, help="Design document whose view to drain.")
-@click.option("--view", default="todo", show_default=True, help="View that lists the tokens to take.")
-@click.option("--max-tasks", type=click.IntRange(min=1), help="Stop after this many tokens.")
-@click.option("--max-time", type=DURATION, help="Stop taking tokens after this long (e.g. 3h).")
-@click.option("--token-timeout", type=DURATION, help="Stop a payload after this long; the token goes to error.")
-@click.option("--wait/--no-wait", default=False, show_default=True,
-              help="When the pool is empty, wait for work (with backoff) instead of exiting.")
-@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Run this many pilots side by side on this machine.")
-@click.option("--prefetch", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Claim this many tokens per request (for many short tasks).")
-@click.option("--retries", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Put a failed token back this many times before it stays in error.")
-@click.option("--heartbeat", type=DURATION, default="60", show_default=True,
-              help="Renew the lease of held tokens this often; a lease lasts 5 heartbeats.")
-@click.option("--grace", type=DURATION, default="10", show_default=True,
-              help="Seconds between TERM and KILL when a payload must stop.")
-@click.option("--scrub-expired", "scrub_every", type=DURATION, is_flag=False, flag_value="300", default=None,
-              help="Also reset tokens with expired leases, every so often (default 300 s when given alone).")
-@click.option("--max-attempts", type=click.IntRange(min=1), default=None,
-              help="With --scrub-expired: a token scrubbed this often goes to error instead.")
-@click.option("--outage-timeout", type=DURATION, default="600", show_default=True,
-              help="How long to wait out an unreachable server before giving up.")
-@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
-              help="Where token working directories go [default: a temporary directory].")
-@click.option("--keep-workdirs", is_flag=True, help="Keep each token's working directory after it ran.")
-@click.option("--log-cap", type=click.IntRange(min=1024), default=10 * 1024 * 1024, show_default=True,
-              help="Bytes of stdout/stderr kept per token (the head and the tail).")
-@click.option("-q", "--quiet", is_flag=True, help="Print only the summary.")
+@click_options(PILOT_OPTIONS)
 @click.option("--summary-file", type=click.Path(dir_okay=False, path_type=Path), hidden=True)
-def run(settings: Settings, design_doc: str, view: str, max_tasks: int | None, max_time: float | None,
-        token_timeout: float | None, wait: bool, jobs: int, prefetch: int, retries: int, heartbeat: float,
-        grace: float, scrub_every: float | None, max_attempts: int | None, outage_timeout: float,
-        workdir: Path | None, keep_workdirs: bool, log_cap: int, quiet: bool, summary_file: Path | None) -> None:
+def run(settings: Settings, summary_file: Path | None, **values: Any) -> None:
     """Run a pilot: take tokens, run their input, save the results, until the pool is empty.
 
     Each token's input runs through bash (a string) or as an argument list,
@@ -111,16 +82,12 @@ def run(settings: Settings, design_doc: str, view: str, max_tasks: int | None, m
       picas run --design-doc MultiCore --token-timeout 30m --retries 2
       picas run --wait --scrub-expired       # a long-lived pilot that heals the pool
     """
-    if jobs > 1:
-        sys.exit(_supervise(jobs, summary_file))
+    if values["jobs"] > 1:
+        sys.exit(_supervise(values["jobs"], summary_file))
     client = make_client(settings)
-    config = PilotConfig(design=design_doc, view=view, max_tasks=max_tasks, max_time=max_time,
-                         token_timeout=token_timeout, wait=wait, prefetch=prefetch, retries=retries,
-                         heartbeat=heartbeat, grace=grace, scrub_every=scrub_every, max_attempts=max_attempts,
-                         outage_timeout=outage_timeout, workdir=workdir, keep_workdirs=keep_workdirs,
-                         log_cap=log_cap)
+    config = pilot_config(values)
     prefix = f"[{os.environ['PICAS_PILOT_INDEX']}] " if os.environ.get("PICAS_PILOT_INDEX") else ""
-    pilot = Pilot(client, config, on_event=_printer(quiet, prefix))
+    pilot = Pilot(client, config, on_event=_printer(values["quiet"], prefix))
     report = _report_dict(pilot.run())
     if summary_file:
         summary_file.write_text(json.dumps(report))

@@ -81,7 +81,7 @@ def status_cmd(settings: Settings, design: str, as_json: bool, watch: bool, inte
 
 
 def _pilot_lines(pilots: list[dict]) -> str:
-    """The batch pilots recorded for this database, as squeue sees them now."""
+    """The batch pilots recorded for this database, as their schedulers see them now."""
     if not pilots:
         return ""
     lines = ["", "Pilot jobs:"]
@@ -89,8 +89,8 @@ def _pilot_lines(pilots: list[dict]) -> str:
         state = row.get("state", "unknown")
         detail = f"{row.get('running', 0)} running, {row.get('pending', 0)} queued"
         lines.append(f"  {row.get('job_id')}  {row.get('class', ''):<14} {state:<9} {detail}")
-    if any(row.get("error") for row in pilots):
-        lines.append(f"  (squeue: {pilots[0]['error']})")
+    errors = {(row.get("scheduler", "?"), row["error"]) for row in pilots if row.get("error")}
+    lines.extend(f"  ({name}: {error})" for name, error in sorted(errors))
     return "\n".join(lines)
 
 

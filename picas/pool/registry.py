@@ -1,7 +1,7 @@
 """The registry of submitted pilot jobs, kept in the token database itself.
 
-``picas submit slurm`` and ``picas autopilot`` record every job they submit in
-one document of the pool's database (``_id: "picas-pilot-jobs"``).  Keeping it
+``picas submit`` and ``picas autopilot`` record every job they submit in one
+document of the pool's database (``_id: "picas-pilot-jobs"``).  Keeping it
 there, and not in a file on the login node, is what lets ``picas status``,
 ``picas pilots cancel`` and the next autopilot round (from cron, on any login
 node, by any member of the project) see the same pilots.  Its ``type`` is
@@ -10,35 +10,47 @@ node, by any member of the project) see the same pilots.  Its ``type`` is
 The document looks like::
 
     {"_id": "picas-pilot-jobs", "type": "pilot_jobs",
-     "jobs": [{"job_id": "123", "scheduler": "slurm", "design": "Monitor", "view": "todo",
-               "class": "Monitor", "array": 4, "submitted": 1700000000, "cpus_per_task": 4, ...}]}
+     "jobs": [{"job_id": "123", "scheduler": "NAME", "design": "Monitor", "view": "todo",
+               "class": "Monitor", "array": 4, "submitted": 1700000000, "host": "login1",
+               "via": "submit", "resources": {"cpus_per_task": 4, "time": "1:00:00"}}]}
+
+Each entry names the scheduler that runs it, and everything that asks about
+a job asks that scheduler, found by name (:func:`picas.schedulers.get`):
+this module knows no batch system.  ``array`` is how many pilots the job
+stands for (a Slurm array of 4 is one job id; a DIRAC parametric job gives
+one id per pilot, each recorded with ``array`` 1).
 
 The functions that decide what the list becomes (:func:`merge_entries`,
 :func:`without`, :func:`stale_ids`, :func:`active_per_job`,
-:func:`active_per_class`, :func:`summarize`) are pure; :func:`record`,
-:func:`forget`, :func:`prune` and :func:`pilot_summary` add the reads and
-writes around them.  Only Slurm is filled in today; the ``scheduler`` field
-keeps room for others.
+:func:`active_per_class`, :func:`split_running`, :func:`summarize`) are
+pure; :func:`record`, :func:`forget`, :func:`prune` and
+:func:`pilot_summary` add the reads, writes and scheduler queries.
 """
 from __future__ import annotations
 
+import enum
 import random
 import socket
 import time
-from typing import Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
-from picas.schedulers import slurm
+from picas import defaults
 from picas.core.client import CouchClient
-from picas.errors import Conflict, SchedulerError
+from picas.errors import Conflict, PicasError
+
+if TYPE_CHECKING:  # status must not load the schedulers: they are imported only to ask one
+    from picas.schedulers.base import JobStatus, Scheduler
 
 __all__ = [
     "DOC_ID",
     "DOC_TYPE",
     "PRUNE_AFTER",
+    "RowState",
     "active_per_class",
     "active_per_job",
+    "by_scheduler",
     "class_name",
-    "entry_for",
+    "entries_for",
     "forget",
     "jobs",
     "merge_entries",
@@ -54,142 +66,178 @@ __all__ = [
 DOC_ID = "picas-pilot-jobs"
 DOC_TYPE = "pilot_jobs"
 
-#: Seconds after submission before a job that squeue no longer lists is dropped.  A day keeps
-#: recent pilots visible in ``picas pilots list --all``, and the age guard keeps jobs of another
-#: cluster (sharing the database, unknown to this squeue) from being dropped at once.
-PRUNE_AFTER = 24 * 3600.0
+#: Seconds after submission before a job its scheduler no longer lists as active is dropped.  A day
+#: keeps recent pilots visible in ``picas pilots list --all``, and the age guard keeps jobs of
+#: another cluster (sharing the database, unknown to this one's scheduler) from being dropped at once.
+PRUNE_AFTER = defaults.PRUNE_AFTER
 
 #: Attempts of a read-merge-write cycle before a registry update gives up; between attempts a
 #: random pause that doubles each time keeps writers that collided from colliding again in step.
 ATTEMPTS = 20
 
-QueueFn = Callable[[list[str]], Mapping[str, str]]
+#: How :func:`pilot_summary` finds the scheduler of an entry: a name → an instance.
+Lookup = Callable[[str], "Scheduler"]
 
 
-def class_name(design: str, view: str = "todo") -> str:
+class RowState(str, enum.Enum):
+    """What one recorded job is doing, summed over its pilots (``picas pilots list``)."""
+
+    QUEUED = "queued"        # pilots pending, none running
+    RUNNING = "running"      # at least one pilot running
+    FINISHED = "finished"    # the scheduler lists no active pilot of it
+    UNKNOWN = "unknown"      # the scheduler could not be asked
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+
+def class_name(design: str, view: str = defaults.VIEW) -> str:
     """The pilot class a (design, view) pair is known by: the design alone for the todo view."""
-    return design if view == "todo" else f"{design}/{view}"
+    return design if view == defaults.VIEW else f"{design}/{view}"
+
+
+def _scheduler_of(entry: Mapping[str, Any]) -> str:
+    return str(entry.get("scheduler") or defaults.SCHEDULER)
+
+
+def _lookup(name: str) -> Scheduler:
+    from picas.schedulers import create
+
+    return create(name)
 
 
 # --- pure ---------------------------------------------------------------------------
 
 
-def entry_for(job_id: str, opts: slurm.SbatchOptions, design: str, view: str, *,
-              submitted: float | None = None, via: str = "submit") -> dict:
-    """The registry entry for one submitted pilot array.
+def entries_for(job_ids: Sequence[str], scheduler: str, design: str, view: str, *, count: int,
+                resources: Mapping[str, Any] | None = None, submitted: float | None = None,
+                via: str = "submit") -> list[dict]:
+    """The registry entries of one submission of ``count`` pilots that got ``job_ids`` back.
 
-    The resources are kept with the job so that ``picas pilots list`` can
-    show what each pilot asked for, and ``via`` tells a user's own
-    submissions from the autopilot's.
+    One id (a Slurm array) stands for all ``count`` pilots; several ids (a
+    DIRAC parametric job) stand for one pilot each.  The resources are kept
+    with the job so that ``picas pilots list`` can show what each pilot
+    asked for, and ``via`` tells a user's own submissions from the
+    autopilot's.
     """
-    entry: dict[str, Any] = {
-        "job_id": str(job_id), "scheduler": "slurm", "design": design, "view": view,
-        "class": class_name(design, view), "array": opts.array,
-        "submitted": int(time.time() if submitted is None else submitted),
-        "host": socket.gethostname(), "via": via,
-    }
-    for name in ("cpus_per_task", "mem", "time", "partition", "account", "qos", "job_name"):
-        value = getattr(opts, name)
-        if value is not None:
-            entry[name] = value
-    return entry
+    stamp = int(time.time() if submitted is None else submitted)
+    host = socket.gethostname()
+    array = count if len(job_ids) == 1 else 1
+    return [{"job_id": str(job_id), "scheduler": scheduler, "design": design, "view": view,
+             "class": class_name(design, view), "array": array, "submitted": stamp, "host": host, "via": via,
+             "resources": dict(resources or {})} for job_id in job_ids]
+
+
+def _key(entry: Mapping[str, Any]) -> tuple[str, str]:
+    return _scheduler_of(entry), str(entry.get("job_id", ""))
 
 
 def merge_entries(existing: Iterable[Mapping[str, Any]], new: Iterable[Mapping[str, Any]]) -> list[dict]:
-    """``existing`` plus ``new``, one entry per job id, in submission order (pure).
+    """``existing`` plus ``new``, one entry per (scheduler, job id), in submission order (pure).
 
-    A job id already in ``existing`` is replaced by the entry in ``new``: the
+    A job already in ``existing`` is replaced by the entry in ``new``: the
     caller has just submitted (or looked at) that job and knows it best.
     Entries of other writers are never dropped, which is what makes the
     re-read-and-merge after a 409 safe.
     """
-    merged: dict[str, dict] = {}
+    merged: dict[tuple[str, str], dict] = {}
     for entry in list(existing) + list(new):
-        job_id = str(entry.get("job_id", ""))
-        if not job_id:
+        key = _key(entry)
+        if not key[1]:
             continue
-        merged.pop(job_id, None)
-        merged[job_id] = dict(entry)
+        merged.pop(key, None)
+        merged[key] = dict(entry)
     return sorted(merged.values(), key=lambda e: (float(e.get("submitted") or 0), str(e["job_id"])))
 
 
-def without(entries: Iterable[Mapping[str, Any]], job_ids: Iterable[str]) -> list[dict]:
-    """The entries whose job id is not in ``job_ids`` (pure)."""
+def without(entries: Iterable[Mapping[str, Any]], job_ids: Iterable[str], scheduler: str | None = None) -> list[dict]:
+    """The entries whose job id is not in ``job_ids`` (only those of ``scheduler`` are dropped, if given) (pure)."""
     drop = {str(j) for j in job_ids}
-    return [dict(e) for e in entries if str(e.get("job_id")) not in drop]
+    return [dict(e) for e in entries
+            if str(e.get("job_id")) not in drop or (scheduler is not None and _scheduler_of(e) != scheduler)]
 
 
-def _base_id(squeue_id: str) -> str:
-    """``123``, ``123_4`` and ``123_[5-9]`` all belong to job ``123``."""
-    return squeue_id.split("_", 1)[0]
+def by_scheduler(entries: Iterable[Mapping[str, Any]]) -> dict[str, list[dict]]:
+    """The entries grouped by the scheduler that runs them, in their order (pure)."""
+    groups: dict[str, list[dict]] = {}
+    for entry in entries:
+        groups.setdefault(_scheduler_of(entry), []).append(dict(entry))
+    return groups
 
 
-def active_per_job(states: Mapping[str, str]) -> dict[str, int]:
-    """Pending plus running tasks per array job id in a squeue answer (pure)."""
+def active_per_job(statuses: Iterable[JobStatus]) -> dict[str, int]:
+    """Pending plus running pilots per submitted job id in one scheduler's answer (pure)."""
     counts: dict[str, int] = {}
-    for squeue_id, state in states.items():
-        if state in slurm.ACTIVE_STATES:
-            base = _base_id(squeue_id)
-            counts[base] = counts.get(base, 0) + slurm.array_task_count(squeue_id)
+    for status in statuses:
+        if status.state.active:
+            counts[status.job_id] = counts.get(status.job_id, 0) + status.count
     return counts
 
 
-def active_per_class(entries: Iterable[Mapping[str, Any]], states: Mapping[str, str]) -> dict[str, int]:
-    """Pending plus running pilots per class, for the autopilot's plan (pure)."""
-    per_job = active_per_job(states)
+def active_per_class(entries: Iterable[Mapping[str, Any]], statuses: Iterable[JobStatus]) -> dict[str, int]:
+    """Pending plus running pilots per class, for the autopilot's plan (pure).
+
+    ``entries`` and ``statuses`` are those of one scheduler.
+    """
+    per_job = active_per_job(statuses)
     counts: dict[str, int] = {}
     for entry in entries:
-        name = entry.get("class") or class_name(entry.get("design", "Monitor"), entry.get("view", "todo"))
+        name = entry.get("class") or class_name(entry.get("design", defaults.DESIGN), entry.get("view", defaults.VIEW))
         counts[name] = counts.get(name, 0) + per_job.get(str(entry.get("job_id")), 0)
     return counts
 
 
-def split_running(states: Mapping[str, str]) -> tuple[list[str], list[str]]:
-    """squeue ids of running tasks, and of those still pending or otherwise waiting (pure).
+def split_running(statuses: Iterable[JobStatus]) -> tuple[list[str], list[str]]:
+    """Task ids of running pilots, and of those still pending (pure).
 
-    A signal can only reach a pilot that runs: ``scancel --batch --signal`` on
-    a pending job does not fail but waits, so the two are told apart first.
+    A signal can only reach a pilot that runs (Slurm's ``scancel --batch
+    --signal`` on a pending job does not fail but waits), so the two are
+    told apart first.
     """
-    running = sorted(i for i, state in states.items() if state == "RUNNING")
-    waiting = sorted(i for i, state in states.items() if state in slurm.ACTIVE_STATES and state != "RUNNING")
+    statuses = list(statuses)
+    running = sorted(s.task_id for s in statuses if s.state == "running")
+    waiting = sorted(s.task_id for s in statuses if s.state.active and s.state != "running")
     return running, waiting
 
 
-def stale_ids(entries: Iterable[Mapping[str, Any]], states: Mapping[str, str], now: float,
+def stale_ids(entries: Iterable[Mapping[str, Any]], statuses: Iterable[JobStatus], now: float,
               older_than: float = PRUNE_AFTER) -> list[str]:
-    """Job ids to drop: squeue lists none of their tasks and they are older than ``older_than`` (pure)."""
-    listed = {_base_id(squeue_id) for squeue_id in states}
+    """Job ids to drop: no pilot of theirs is listed unfinished, and they are older than ``older_than`` (pure).
+
+    A job listed in a state picas does not know is kept: it may still run.
+    """
+    alive = {s.job_id for s in statuses if not s.state.finished}
     return [str(e["job_id"]) for e in entries
-            if str(e.get("job_id")) not in listed and now - float(e.get("submitted") or 0) >= older_than]
+            if str(e.get("job_id")) not in alive and now - float(e.get("submitted") or 0) >= older_than]
 
 
-def summarize(entries: Iterable[Mapping[str, Any]], states: Mapping[str, str] | None) -> list[dict]:
+def summarize(entries: Iterable[Mapping[str, Any]], statuses: Iterable[JobStatus] | None) -> list[dict]:
     """One row per job for ``picas status`` and ``picas pilots list`` (pure).
 
     Each row is the registry entry plus ``pending``, ``running`` and
-    ``active`` task counts and a ``state``: ``queued`` (tasks pending, none
-    running), ``running``, ``finished`` (squeue no longer lists an active
-    task), or ``unknown`` when ``states`` is None because squeue could not be
-    asked.
+    ``active`` pilot counts and a ``state`` (:class:`RowState`), which is
+    ``unknown`` with counts of None when ``statuses`` is None because the
+    scheduler could not be asked.  ``entries`` and ``statuses`` are those of
+    one scheduler.
     """
+    listed: dict[str, list] = {}
+    for status in statuses or ():
+        listed.setdefault(status.job_id, []).append(status)
     rows = []
     for entry in entries:
-        job_id = str(entry.get("job_id"))
         row = dict(entry)
-        if states is None:
-            row.update(pending=None, running=None, active=None, state="unknown")
+        if statuses is None:
+            row.update(pending=None, running=None, active=None, state=RowState.UNKNOWN)
             rows.append(row)
             continue
-        pending = running = 0
-        for squeue_id, state in states.items():
-            if _base_id(squeue_id) != job_id or state not in slurm.ACTIVE_STATES:
-                continue
-            if state == "RUNNING":
-                running += slurm.array_task_count(squeue_id)
-            else:
-                pending += slurm.array_task_count(squeue_id)
-        row.update(pending=pending, running=running, active=pending + running,
-                   state="running" if running else "queued" if pending else "finished")
+        mine = listed.get(str(entry.get("job_id")), [])
+        running = sum(s.count for s in mine if s.state == "running")
+        pending = sum(s.count for s in mine if s.state.active) - running
+        state = RowState.RUNNING if running else RowState.QUEUED if pending else RowState.FINISHED
+        row.update(pending=pending, running=running, active=pending + running, state=state)
         rows.append(row)
     return rows
 
@@ -231,12 +279,12 @@ def record(client: CouchClient, entries: Iterable[Mapping[str, Any]], attempts: 
 
     Two submitters at once (cron and a user) both win: on a 409 the registry
     is read again and our entries are merged into what is stored, so neither
-    loses its jobs.  For the same job id, the entry being recorded now wins.
+    loses its jobs.  For the same job, the entry being recorded now wins.
     """
     new = [dict(e) for e in entries]
     for entry in new:
         entry["job_id"] = str(entry["job_id"])
-        entry.setdefault("scheduler", "slurm")
+        entry["scheduler"] = _scheduler_of(entry)
         entry.setdefault("submitted", int(time.time()))
     if not new:
         return jobs(client)
@@ -246,55 +294,61 @@ def record(client: CouchClient, entries: Iterable[Mapping[str, Any]], attempts: 
 def jobs(client: CouchClient, scheduler: str | None = None) -> list[dict]:
     """The recorded jobs, oldest first; only those of ``scheduler`` when given."""
     entries = list(_load(client).get("jobs") or [])
-    return [e for e in entries if scheduler is None or e.get("scheduler", "slurm") == scheduler]
+    return [e for e in entries if scheduler is None or _scheduler_of(e) == scheduler]
 
 
-def forget(client: CouchClient, job_ids: Iterable[str], attempts: int = ATTEMPTS) -> list[dict]:
-    """Remove jobs from the registry (re-read and retried on a 409); returns the stored list."""
+def forget(client: CouchClient, job_ids: Iterable[str], scheduler: str | None = None,
+           attempts: int = ATTEMPTS) -> list[dict]:
+    """Remove jobs (of ``scheduler`` only, if given) from the registry, re-read and retried on a 409."""
     ids = [str(j) for j in job_ids]
     if not ids:
         return jobs(client)
-    return _update(client, lambda current: without(current, ids), attempts)
+    return _update(client, lambda current: without(current, ids, scheduler), attempts)
 
 
-def prune(client: CouchClient, older_than: float = PRUNE_AFTER, *, states: Mapping[str, str] | None = None,
-          queued: QueueFn = slurm.queued_jobs, now: float | None = None) -> list[str]:
-    """Forget Slurm jobs that squeue no longer lists and that are older than ``older_than``.
+def prune(client: CouchClient, older_than: float = PRUNE_AFTER, *, scheduler: str | None = None,
+          statuses: Sequence[JobStatus] | None = None, lookup: Lookup = _lookup,
+          now: float | None = None) -> list[str]:
+    """Forget jobs that their scheduler no longer lists as active and that are older than ``older_than``.
 
-    ``states`` is a squeue answer for the registry's jobs when the caller
-    already has one (the autopilot asks squeue once per round).  Returns the
-    ids dropped.
+    Every scheduler in the registry is asked about its own jobs, or only
+    ``scheduler``.  ``statuses`` is that scheduler's answer when the caller
+    already has one (the autopilot asks once per round).  A scheduler that
+    cannot be asked raises :class:`~picas.errors.SchedulerError`: without
+    its answer nothing of its jobs can safely be dropped.  Returns the ids
+    dropped.
     """
-    entries = jobs(client, "slurm")
-    if not entries:
-        return []
-    if states is None:
-        states = queued([str(e["job_id"]) for e in entries])
-    stale = stale_ids(entries, states, time.time() if now is None else now, older_than)
-    if stale:
-        forget(client, stale)
-    return stale
+    now = time.time() if now is None else now
+    dropped: list[str] = []
+    for name, entries in by_scheduler(jobs(client, scheduler)).items():
+        answer = statuses if statuses is not None and scheduler == name else \
+            lookup(name).query([str(e["job_id"]) for e in entries])
+        stale = stale_ids(entries, answer, now, older_than)
+        if stale:
+            forget(client, stale, name)
+            dropped.extend(stale)
+    return dropped
 
 
-def pilot_summary(client: CouchClient, *, include_finished: bool = False,
-                  queued: QueueFn = slurm.queued_jobs) -> list[dict]:
-    """The recorded pilot jobs with their squeue state, for ``picas status``.
+def pilot_summary(client: CouchClient, *, include_finished: bool = False, lookup: Lookup = _lookup) -> list[dict]:
+    """The recorded pilot jobs with what their schedulers say of them, for ``picas status``.
 
-    Rows are those of :func:`summarize`.  Finished jobs are left out unless
-    ``include_finished``.  Status must work where Slurm is not installed (a
-    laptop, a login node of another cluster): if squeue fails, the rows come
-    back with state ``unknown`` and an ``error`` field instead of raising.
+    Rows are those of :func:`summarize`, oldest first.  Finished jobs are
+    left out unless ``include_finished``.  Status must work where a
+    scheduler is not installed (a laptop, a login node of another cluster):
+    if it cannot be asked, its rows come back with state ``unknown`` and an
+    ``error`` field instead of raising.
     """
-    entries = jobs(client, "slurm")
-    if not entries:
-        return []
-    error = None
-    try:
-        states: Mapping[str, str] | None = queued([str(e["job_id"]) for e in entries])
-    except SchedulerError as exc:
-        states, error = None, str(exc)
-    rows = summarize(entries, states)
-    if error is not None:
-        for row in rows:
-            row["error"] = error
-    return [row for row in rows if include_finished or row["state"] != "finished"]
+    rows: list[dict] = []
+    for name, entries in by_scheduler(jobs(client)).items():
+        error = None
+        try:
+            answer: list[JobStatus] | None = lookup(name).query([str(e["job_id"]) for e in entries])
+        except PicasError as exc:
+            answer, error = None, str(exc)
+        for row in summarize(entries, answer):
+            if error is not None:
+                row["error"] = error
+            rows.append(row)
+    rows.sort(key=lambda r: (float(r.get("submitted") or 0), str(r["job_id"])))
+    return [row for row in rows if include_finished or row["state"] != RowState.FINISHED]

@@ -1,7 +1,7 @@
 """Pilot arrays and the autopilot on the real single-node Slurm, against the real test server.
 
-The commands are driven through click's runner in this process (so the new
-commands are registered here), but the pilots are real: sbatch starts them on
+The commands are driven through click's runner in this process, but the
+pilots are real: sbatch starts them on
 the cluster as ``python -m picas run`` with this interpreter, and they talk to
 the session's pouchdb-server.  Payloads append ``$PICAS_TOKEN_ID`` to a file
 in the test's tmp dir (the cluster is this machine, so the job sees it), which
@@ -25,17 +25,11 @@ from click.testing import CliRunner, Result
 from picas.pool import registry as pilot_jobs
 from picas.core import token as tok
 from picas.cli import main
-from picas.cli.autopilot_cmd import autopilot
-from picas.cli.pilots_cmd import pilots
-from picas.cli.submit_cmd import submit
 from picas.core.client import CouchClient
 from picas.schedulers.slurm import cancel, count_active, queued_jobs
 from picas.core.views import deploy
 from tests.helpers import client_for, overview, side_effect_counts, wait_for
 from tests.slurm_fixture import slurm_cluster  # noqa: F401
-
-for _command in (submit, pilots, autopilot):
-    main.add_command(_command)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 

@@ -15,9 +15,8 @@ from typing import Callable
 import pytest
 
 from picas.errors import InvalidInput, SchedulerError
+from picas.schedulers.sbatch import SbatchOptions, build_sbatch_script
 from picas.schedulers.slurm import (
-    SbatchOptions,
-    build_sbatch_script,
     cancel,
     count_active,
     queued_jobs,
