@@ -22,6 +22,7 @@ __all__ = ["BUILTIN", "create", "get", "names", "register", "unregister"]
 #: The backends that come with picas: name → ``"module:Class"``, imported on first use.
 BUILTIN: dict[str, str] = {
     "slurm": "picas.schedulers.slurm:SlurmScheduler",
+    "dirac": "picas.schedulers.dirac:DiracScheduler",
 }
 
 _registered: dict[str, Union[str, "type[Scheduler]"]] = {}
