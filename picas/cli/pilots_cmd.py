@@ -112,7 +112,7 @@ def pilots_cancel(settings: Settings, job_ids: tuple[str, ...], cancel_all: bool
 
     \b
     Examples:
-      picas pilots cancel 1234            # a whole job (a whole Slurm array)
+      picas pilots cancel 1234            # a whole job (all tasks of an array)
       picas pilots cancel 1234_3          # one task of an array
       picas pilots cancel --all
       picas pilots cancel --all --signal USR1   # running pilots hand their token back and exit

@@ -17,7 +17,7 @@ The document looks like::
 Each entry names the scheduler that runs it, and everything that asks about
 a job asks that scheduler, found by name (:func:`picas.schedulers.get`):
 this module knows no batch system.  ``array`` is how many pilots the job
-stands for (a Slurm array of 4 is one job id; a DIRAC parametric job gives
+stands for (an array job of 4 is one job id; a grid's parametric job gives
 one id per pilot, each recorded with ``array`` 1).
 
 The functions that decide what the list becomes (:func:`merge_entries`,
@@ -117,8 +117,8 @@ def entries_for(job_ids: Sequence[str], scheduler: str, design: str, view: str, 
                 via: str = "submit") -> list[dict]:
     """The registry entries of one submission of ``count`` pilots that got ``job_ids`` back.
 
-    One id (a Slurm array) stands for all ``count`` pilots; several ids (a
-    DIRAC parametric job) stand for one pilot each.  The resources are kept
+    One id (an array job) stands for all ``count`` pilots; several ids (a
+    grid's parametric job) stand for one pilot each.  The resources are kept
     with the job so that ``picas pilots list`` can show what each pilot
     asked for, and ``via`` tells a user's own submissions from the
     autopilot's.
@@ -193,9 +193,9 @@ def active_per_class(entries: Iterable[Mapping[str, Any]], statuses: Iterable[Jo
 def split_running(statuses: Iterable[JobStatus]) -> tuple[list[str], list[str]]:
     """Task ids of running pilots, and of those still pending (pure).
 
-    A signal can only reach a pilot that runs (Slurm's ``scancel --batch
-    --signal`` on a pending job does not fail but waits), so the two are
-    told apart first.
+    A signal can only reach a pilot that runs (a batch system may wait,
+    not fail, when asked to signal a pending job), so the two are told
+    apart first.
     """
     statuses = list(statuses)
     running = sorted(s.task_id for s in statuses if s.state == "running")

@@ -155,7 +155,7 @@ def run_loop(round_fn: Callable[[], Any], interval: float, *, flags: StopFlags |
     """Run ``round_fn`` every ``interval`` seconds until SIGTERM/SIGINT; returns the number of rounds.
 
     The handlers (:class:`~picas.pilot.signals.StopFlags`) only set a flag: a
-    signal never interrupts a round halfway between sbatch and recording the
+    signal never interrupts a round halfway between submitting and recording the
     job.  A round that fails (the server away for a moment, the scheduler
     timing out) is reported through ``on_error`` and the loop goes on: a service
     should outlive a transient outage.
