@@ -13,6 +13,7 @@ from pathlib import Path
 from picas.core import token as tok
 from picas.core import views
 from picas.core.client import CouchClient
+from picas.defaults import DESIGN
 from picas.core.retry import Backoff
 from picas.support import procgroup
 
@@ -35,7 +36,7 @@ def push(client: CouchClient, inputs: list, prefix: str = "token_") -> list[str]
 
 
 def overview(client: CouchClient) -> dict:
-    return {row.key: row.value for row in client.view("Monitor", "overview_total", group=True)}
+    return {row.key: row.value for row in client.view(DESIGN, "overview_total", group=True)}
 
 
 def pilot_env(server, db_name: str, **extra: str) -> dict:
