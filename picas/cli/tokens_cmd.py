@@ -94,7 +94,8 @@ def show_cmd(settings: Settings, token_id: str, tail_lines: int, as_json: bool) 
     if as_json:
         click.echo(json.dumps(doc, indent=2))
         return
-    click.echo(f"{'state':<14} {tok.state(doc)}")
+    stage = doc.get("failed_stage") if tok.state(doc) == "error" else None  # set by staging (picas.staging)
+    click.echo(f"{'state':<14} {tok.state(doc)}" + (f" (failed in {str(stage).replace('_', '-')})" if stage else ""))
     for key in sorted(doc):
         if key == "_attachments":
             continue

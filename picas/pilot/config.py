@@ -45,6 +45,8 @@ class PilotConfig:
     view_params: dict = field(default_factory=dict)
     scrub_every: float | None = None
     max_attempts: int | None = None
+    #: A token whose recorded outputs are all at their destinations with their checksums is done without running.
+    skip_done_outputs: bool = False
 
     @property
     def lease_seconds(self) -> float:

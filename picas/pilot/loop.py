@@ -51,6 +51,7 @@ from picas.pilot.payload import BashExecutor, ExecResult, safe_name
 from picas.pilot.report import PilotReport, new_pilot_id
 from picas.pilot.results import save_result
 from picas.pilot.signals import StopFlags
+from picas.staging.executor import StagingExecutor
 from picas.pool.scrub import scrub_expired
 
 __all__ = ["Pilot", "PilotConfig", "PilotReport", "new_pilot_id"]
@@ -81,9 +82,10 @@ class Pilot:
         self.install_signals = install_signals
         env = {"PICAS_HOST_URL": client.url, "PICAS_DATABASE": client.database or "",
                "PICAS_PILOT_ID": self.who.pilot_id}
-        self.executor: Executor = executor or BashExecutor(
+        # Staging wraps the bash executor; a token without stage_in/stage_out passes straight through.
+        self.executor: Executor = executor or StagingExecutor(BashExecutor(
             self.workroot / safe_name(self.who.pilot_id), log_cap=cfg.log_cap, grace=cfg.grace,
-            keep_workdirs=cfg.keep_workdirs, env=env)
+            keep_workdirs=cfg.keep_workdirs, env=env), skip_done_outputs=cfg.skip_done_outputs)
         self.claimer: ClaimSource = claimer or Claimer(
             self.client, self.who, design=cfg.design, view=cfg.view, window=max(cfg.window, cfg.prefetch * 3),
             lease_seconds=cfg.lease_seconds, view_params=cfg.view_params, stop=self.flags.requested)
@@ -238,13 +240,22 @@ class Pilot:
             fields["log_truncated"] = result.truncated
         if result.timed_out:
             fields["timed_out"] = True
-        if self.config.attach_logs:
-            fields["_attachments"] = {**(current.get("_attachments") or {}), **self._log_attachments(doc, result)}
+        fields.update({name: value for name, value in result.token_fields.items() if value is not None})
+        added = {name: {"content_type": kind, "data": base64.b64encode(data).decode()}
+                 for name, (kind, data) in result.attachments.items()}
+        if self.config.attach_logs or added:
+            logs = self._log_attachments(doc, result) if self.config.attach_logs else {}
+            fields["_attachments"] = {**(current.get("_attachments") or {}), **logs, **added}
+        for entry in result.events:  # e.g. stage_in_start ... stage_out_success, before done/error
+            current = tok.note(current, self.who, entry["time"], entry["event"],
+                               **{k: v for k, v in entry.items() if k not in ("event", "time")})
         now = time.time()
         if result.error:
             body = tok.fail(current, self.who, now, result.error, exit_code=result.exit_code, **fields)
         else:
             body = tok.finish(current, self.who, now, result.exit_code, **fields)
+        for name in [name for name, value in result.token_fields.items() if value is None]:
+            body.pop(name, None)
         self.executor.cleanup_logs(result)
         # Only a plain non-zero exit is worth another try; bad input or a timeout would fail the same way.
         if result.exit_code != 0 and result.error is None and int(body.get("scrub_count") or 0) < self.config.retries:

@@ -168,6 +168,8 @@ PILOT_OPTIONS: tuple[Option, ...] = (
     _pilot("workdir", "Where token working directories go [default: a temporary directory].", "path",
            metavar="DIR"),
     _pilot("keep_workdirs", "Keep each token's working directory after it ran.", "flag", default=False),
+    _pilot("skip_done_outputs", "Mark a token done without running it when every output it recorded "
+           "(its 'outputs') is still at its destination with the same checksum.", "flag", default=False),
     _pilot("log_cap", "Bytes of stdout/stderr kept per token (the head and the tail).", "int",
            default=defaults.LOG_CAP, minimum=1024),
     _pilot("quiet", "Print only the summary.", "flag", default=False, flags=("-q", "--quiet"), field=None),

@@ -47,6 +47,11 @@ class ExecResult:
     interrupted: bool = False
     truncated: dict = field(default_factory=dict)
     error: str | None = None
+    #: What a wrapping executor adds to the token (staging: stage events, ``outputs``, manifests):
+    #: history entries ``{"event", "time", ...}``, fields (None removes one), attachments (name -> (type, bytes)).
+    events: list = field(default_factory=list)
+    token_fields: dict = field(default_factory=dict)
+    attachments: dict = field(default_factory=dict)
 
     @property
     def duration(self) -> float:

@@ -140,11 +140,13 @@ class ErrorBreakdown:
     total: int = 0
     exit_codes: Counter = field(default_factory=Counter)
     messages: Counter = field(default_factory=Counter)
+    #: The stage staged tokens failed in (``failed_stage``: stage-in, run, stage-out; see picas.staging).
+    stages: Counter = field(default_factory=Counter)
 
     def to_dict(self, top: int = 10) -> dict:
         return {"sampled": self.sampled, "total": self.total,
                 "exit_codes": {str(k): v for k, v in self.exit_codes.most_common(top)},
-                "messages": dict(self.messages.most_common(top))}
+                "messages": dict(self.messages.most_common(top)), "stages": dict(self.stages)}
 
 
 @dataclass
@@ -185,6 +187,8 @@ def break_down_errors(docs: list[dict], total: int) -> ErrorBreakdown:
         message = last_message(doc)
         if message:
             out.messages[message] += 1
+        if doc.get("failed_stage"):
+            out.stages[str(doc["failed_stage"]).replace("_", "-")] += 1
     return out
 
 
@@ -309,6 +313,8 @@ def render(status: PoolStatus, top: int = 5) -> str:
         scope = "all" if errors.sampled >= errors.total else f"a sample of {errors.sampled:,}"
         codes = ", ".join(f"exit {code}: {n}" for code, n in errors.exit_codes.most_common(top))
         lines.append(f"Errors ({errors.total:,}; {scope}): {codes or 'none readable'}")
+        if errors.stages:
+            lines.append("  failed in: " + ", ".join(f"{stage} {n}" for stage, n in errors.stages.most_common()))
         for message, n in errors.messages.most_common(top):
             lines.append(f"  {n:>6}  {message}")
     locked = status.locked

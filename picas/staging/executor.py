@@ -14,10 +14,10 @@ staging, so such tokens run exactly as before.  For a token with
    ``stage_out_on_failure``), recording ``outputs`` (destination -> size,
    checksum) in the token.
 
-The result is a :class:`StagedResult`: the inner result plus the history
-``events`` (``stage_in_start`` ... ``stage_out_success``), token ``fields``
-(``outputs``, ``failed_stage``) and ``attachments`` (the manifests) for the
-pilot to write.  A failed stage makes the result an error whose message names
+The result is the inner :class:`~picas.pilot.payload.ExecResult` with the
+history ``events`` (``stage_in_start`` ... ``stage_out_success``), the
+``token_fields`` (``outputs``, ``failed_stage``) and the ``attachments`` (the
+manifests) filled in, for the pilot to write.  A failed stage makes the result an error whose message names
 the stage and the file; after a failed stage-out the working directory is
 kept, and the message says where, so no output is lost.
 
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -39,24 +39,9 @@ from picas.staging.manifest import manifest_attachments, snapshot
 from picas.staging.spec import StagingPlan, has_staging, plan_for
 from picas.staging.stager import Stage, Stager, Status, event
 
-__all__ = ["StagingExecutor", "StagedResult"]
+__all__ = ["StagingExecutor"]
 
 _NEVER: Callable[[], bool] = lambda: False  # noqa: E731
-
-
-@dataclass
-class StagedResult(ExecResult):
-    """An executor result with what staging adds to the token."""
-
-    events: list[dict] = field(default_factory=list)
-    fields: dict = field(default_factory=dict)
-    attachments: dict[str, tuple[str, bytes]] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, result: ExecResult, **extra) -> "StagedResult":
-        base = {f.name: getattr(result, f.name) for f in fields(result) if f.init}
-        base.update(extra)
-        return cls(**{k: v for k, v in base.items() if k in {f.name for f in fields(cls) if f.init}})
 
 
 class StagingExecutor:
@@ -124,17 +109,16 @@ class StagingExecutor:
                                 workdir_ready=True)
         if result.interrupted:
             self._remove(workdir)
-            return StagedResult.of(result, events=events)
+            return replace(result, events=events)
         payload_ok = result.exit_code == 0 and result.error is None and not result.timed_out
         events.append(event(Stage.RUN, Status.START, result.started))
         events.append(event(Stage.RUN, Status.SUCCESS if payload_ok else Status.FAIL, result.finished,
                             exit_code=result.exit_code, seconds=round(result.duration, 3),
                             error=result.error[:500] if result.error else None))
         attachments = manifest_attachments(setup, snapshot(workdir)) if self.manifests else {}
-        token_fields: dict = {"failed_stage": None if payload_ok else Stage.RUN.value}
-        if doc.get("skipped_run"):
-            token_fields["skipped_run"] = None
-        staged = StagedResult.of(result, events=events, fields=token_fields, attachments=attachments)
+        token_fields: dict = {"failed_stage": None if payload_ok else Stage.RUN.value,
+                              **{stale: None for stale in ("payload_exit_code", "skipped_run") if stale in doc}}
+        staged = replace(result, events=events, token_fields=token_fields, attachments=attachments)
 
         if plan.stage_out and (payload_ok or plan.on_failure):
             staged_out = self.stager.stage_out(plan.stage_out, workdir, should_stop)
@@ -171,26 +155,26 @@ class StagingExecutor:
             pass  # the pilot attaches empty logs then; the message is in the token's error too
         return out, err
 
-    def _failed(self, doc: dict, started: float, events: list[dict], failure: StageFailed) -> StagedResult:
+    def _failed(self, doc: dict, started: float, events: list[dict], failure: StageFailed) -> ExecResult:
         message = str(failure)
         if not events or not events[-1]["event"].endswith("_fail"):
             events = events + [event(Stage(failure.stage), Status.FAIL, time.time(), file=failure.file,
                                      error=str(failure.cause)[:500])]
         out, err = self._logs(doc, message)
-        return StagedResult(exit_code=-1, started=started, finished=time.time(), stdout=out, stderr=err,
-                            error=message, events=events, fields={"failed_stage": failure.stage})
+        return ExecResult(exit_code=-1, started=started, finished=time.time(), stdout=out, stderr=err,
+                          error=message, events=events, token_fields={"failed_stage": failure.stage})
 
-    def _interrupted(self, doc: dict, started: float, events: list[dict]) -> StagedResult:
+    def _interrupted(self, doc: dict, started: float, events: list[dict]) -> ExecResult:
         out, err = self._logs(doc, None)
-        return StagedResult(exit_code=-1, started=started, finished=time.time(), stdout=out, stderr=err,
-                            interrupted=True, events=events)
+        return ExecResult(exit_code=-1, started=started, finished=time.time(), stdout=out, stderr=err,
+                          interrupted=True, events=events)
 
-    def _skipped(self, doc: dict, why: str) -> StagedResult:
+    def _skipped(self, doc: dict, why: str) -> ExecResult:
         now = time.time()
         out, err = self._logs(doc, None)
-        return StagedResult(exit_code=0, started=now, finished=now, stdout=out, stderr=err,
-                            events=[event(Stage.RUN, Status.SKIP, now, reason=why)],
-                            fields={"failed_stage": None, "skipped_run": True})
+        return ExecResult(exit_code=0, started=now, finished=now, stdout=out, stderr=err,
+                          events=[event(Stage.RUN, Status.SKIP, now, reason=why)],
+                          token_fields={"failed_stage": None, "skipped_run": True})
 
     @staticmethod
     def _remove(workdir: Path) -> None:

@@ -8,7 +8,7 @@ import zlib
 import pytest
 
 from picas.pilot.payload import BashExecutor, ExecResult
-from picas.staging.executor import StagedResult, StagingExecutor
+from picas.staging.executor import StagingExecutor
 from picas.staging.stager import Stager
 from picas.staging.transfer import Transfer
 from tests.staging.test_transfer import FAST
@@ -30,7 +30,8 @@ def adler(data: bytes) -> str:
 def test_a_token_without_staging_runs_exactly_as_before(executor, tmp_path):
     marker = tmp_path / "ran"
     result = executor.run({"_id": "plain", "input": f"echo hi; touch {marker}"})
-    assert type(result) is ExecResult and result.exit_code == 0 and marker.exists()
+    assert isinstance(result, ExecResult) and result.exit_code == 0 and marker.exists()
+    assert result.events == [] and result.token_fields == {} and result.attachments == {}
     assert not executor.workdir_for("plain").exists()
 
 
@@ -50,7 +51,7 @@ def test_stage_in_run_stage_out_with_globs_manifests_and_outputs(executor, dav, 
                       {"src": "out/logs/*.log", "dst": dav.dav(f"{name}/{{sample}}/logs/")}],
     }
     result = executor.run(doc)
-    assert isinstance(result, StagedResult) and result.exit_code == 0 and result.error is None, result.error
+    assert result.exit_code == 0 and result.error is None, result.error
     assert (folder / "s1" / "tok-1" / "result.dat").read_bytes() == b"INPUT DATA\n"
     assert (folder / "s1" / "logs" / "a.log").read_text() == "one\n"
     assert (folder / "s1" / "logs" / "b.log").read_text() == "two\n"
@@ -59,9 +60,9 @@ def test_stage_in_run_stage_out_with_globs_manifests_and_outputs(executor, dav, 
     stage_in = result.events[1]
     assert stage_in["files"] == 2 and stage_in["bytes"] == len(b"input data\n") + len("from a shared file system\n")
     assert result.events[5]["files"] == 3
-    outputs = result.fields["outputs"]
+    outputs = result.token_fields["outputs"]
     assert outputs[dav.dav(f"{name}/s1/tok-1/result.dat")] == {"size": 11, "checksum": adler(b"INPUT DATA\n")}
-    assert len(outputs) == 3 and result.fields["failed_stage"] is None
+    assert len(outputs) == 3 and result.token_fields["failed_stage"] is None
     setup = json.loads(result.attachments["setup_md5_checksums.json"][1])
     assert setup == {"data/in.dat": hashlib.md5(b"input data\n").hexdigest(),
                      "local.txt": hashlib.md5(b"from a shared file system\n").hexdigest()}
@@ -79,7 +80,7 @@ def test_a_missing_input_fails_stage_in_naming_the_file_and_the_payload_never_ru
                            "stage_in": [{"src": dav.dav(f"{name}/absent.dat"), "dst": "in.dat"}]})
     assert result.exit_code != 0 and not marker.exists()
     assert result.error.startswith("stage-in failed for in.dat: ") and "does not exist" in result.error
-    assert result.fields == {"failed_stage": "stage_in"}
+    assert result.token_fields == {"failed_stage": "stage_in"}
     assert events(result) == ["stage_in_start", "stage_in_fail"]
     assert result.events[1]["file"] == "in.dat"
     assert "stage-in failed" in result.stderr.read_text()
@@ -92,7 +93,7 @@ def test_a_wrong_checksum_fails_stage_in(executor, dav, area):
     result = executor.run({"_id": "t3", "input": "true",
                            "stage_in": [{"src": dav.dav(f"{name}/in.dat"), "checksum": "adler32:deadbeef"}]})
     assert "stage-in failed for in.dat" in result.error and "deadbeef" in result.error
-    assert result.fields["failed_stage"] == "stage_in"
+    assert result.token_fields["failed_stage"] == "stage_in"
 
 
 def test_bad_staging_fields_are_a_stage_in_error(executor):
@@ -106,7 +107,7 @@ def test_a_failed_payload_stages_nothing_out_unless_the_token_asks(executor, dav
            "stage_out": [{"src": "r.txt", "dst": dav.dav(f"{name}/r.txt")}]}
     result = executor.run(doc)
     assert result.exit_code == 3 and events(result) == ["run_start", "run_fail"]
-    assert result.fields["failed_stage"] == "run" and "outputs" not in result.fields
+    assert result.token_fields["failed_stage"] == "run" and "outputs" not in result.token_fields
     assert not (folder / "r.txt").exists()
     result = executor.run({**doc, "stage_out_on_failure": True})
     assert result.exit_code == 3 and events(result)[-1] == "stage_out_success"
@@ -122,12 +123,12 @@ def test_a_failed_stage_out_names_the_file_and_keeps_the_working_directory(execu
                                          {"src": "r.txt", "dst": dav.dav(f"{name}/r.txt")}]})
     assert result.exit_code != 0
     assert result.error.startswith("stage-out failed for r.txt: ") and "already exists" in result.error
-    assert result.fields["failed_stage"] == "stage_out" and result.fields["payload_exit_code"] == 0
+    assert result.token_fields["failed_stage"] == "stage_out" and result.token_fields["payload_exit_code"] == 0
     assert events(result)[-1] == "stage_out_fail" and result.events[-1]["file"] == "r.txt"
     kept = executor.workdir_for("t6")
     assert (kept / "r.txt").read_text() == "mine\n" and str(kept) in result.error
     assert (folder / "r.txt").read_text() == "someone else's result\n"
-    assert list(result.fields["outputs"]) == [dav.dav(f"{name}/ok.txt")]
+    assert list(result.token_fields["outputs"]) == [dav.dav(f"{name}/ok.txt")]
 
 
 def test_an_output_the_payload_did_not_write_fails_stage_out(executor, dav, area):
@@ -145,11 +146,11 @@ def test_skip_done_outputs_reports_done_without_running(registry, dav, area, tmp
     first = StagingExecutor(inner, Stager(Transfer(registry, FAST))).run(
         {"_id": "t8", "input": "echo result > r.txt", "stage_out": [{"src": "r.txt", "dst": dav.dav(f"{name}/")}]})
     doc = {"_id": "t8", "input": f"touch {marker}; echo result > r.txt",
-           "stage_out": [{"src": "r.txt", "dst": dav.dav(f"{name}/")}], "outputs": first.fields["outputs"]}
+           "stage_out": [{"src": "r.txt", "dst": dav.dav(f"{name}/")}], "outputs": first.token_fields["outputs"]}
     skipping = StagingExecutor(inner, Stager(Transfer(registry, FAST)), skip_done_outputs=True)
     result = skipping.run(doc)
     assert result.exit_code == 0 and not marker.exists()
-    assert events(result) == ["run_skip"] and result.fields["skipped_run"] is True
+    assert events(result) == ["run_skip"] and result.token_fields["skipped_run"] is True
     (folder / "r.txt").write_text("changed\n")  # the stored output no longer matches: run again
     result = skipping.run(doc)
     assert marker.exists() and events(result)[-1] == "stage_out_fail"  # and it will not overwrite the changed one
