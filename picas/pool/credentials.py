@@ -36,9 +36,11 @@ import yaml
 from picas.config import load_file
 from picas.core.client import CouchClient
 from picas.errors import ConfigError, Conflict, InvalidInput, NotFound, PicasError
+from picas.pilot.options import Option
 from picas.support.files import write_private
 
 __all__ = [
+    "OPTION",
     "PREFIX",
     "PROFILE",
     "PilotCredential",
@@ -47,6 +49,7 @@ __all__ = [
     "credential_text",
     "list_credentials",
     "new_username",
+    "pilot_env",
     "read_file",
     "revoke",
     "write_file",
@@ -58,6 +61,9 @@ PREFIX = "picas-pilot-"
 PROFILE = "pilot"
 USERS_DB = "_users"
 _USER_DOC = "org.couchdb.user:"
+#: ``--credential FILE``, declared once for every scheduler that can hand its pilots a credential.
+OPTION = Option("credential", "Pilot credential file from 'picas credentials create': the pilots log in as that "
+                "user, scoped to the database, never with your own password.", "path", metavar="FILE")
 #: Read-modify-write rounds of ``_security`` before giving up: it has no revision to detect a lost update.
 SECURITY_ATTEMPTS = 5
 
@@ -286,3 +292,15 @@ def read_file(path: Path) -> PilotCredential:
         raise ConfigError(f"{path}: profile '{name}' lacks {', '.join(missing)}")
     return PilotCredential(username=values["username"], database=values["database"], url=values["url"],
                            password=values["password"], verify=values.get("verify", True))
+
+
+def pilot_env(path: Path) -> dict[str, str]:
+    """What a batch job exports so that its pilots use the credential in ``path``: where it is, no password.
+
+    The file must be on a file system the nodes see (a home directory); a
+    grid job takes the file itself along instead.
+    """
+    credential = read_file(path)
+    return {"PICAS_HOST_URL": credential.url, "PICAS_DATABASE": credential.database,
+            "PICAS_USERNAME": credential.username, "PICAS_CONFIG": str(Path(path).expanduser().absolute()),
+            "PICAS_PROFILE": PROFILE}

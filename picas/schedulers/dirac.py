@@ -52,8 +52,7 @@ STATES: dict[str, JobState] = {
 }
 
 OPTIONS: tuple[Option, ...] = (
-    Option("credential", "Pilot credential file from 'picas credentials create' (required): the only "
-           "password that goes into the sandbox.", "path", metavar="FILE"),
+    creds.OPTION,
     Option("site", "DIRAC site the pilots may run at (repeatable; default: any).", multiple=True,
            metavar="SITE", per_class=True),
     Option("banned_site", "DIRAC site the pilots must not run at (repeatable).", multiple=True,
@@ -186,9 +185,6 @@ class DiracScheduler(Scheduler):
         output = Path(opts["output"]) if opts.get("output") else None
         return DiracSubmission(count=request.count, files={JDL_NAME: text, **files}, main=JDL_NAME,
                                resources=resources, directory=output, credential=credential)
-
-    def describe(self, options: Mapping[str, Any]) -> dict[str, Any]:
-        return {key: value for key, value in super().describe(options).items() if key != "credential"}
 
     # --- files and DIRAC's commands ----------------------------------------------------------
 

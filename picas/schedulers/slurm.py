@@ -25,6 +25,7 @@ from typing import Any, Mapping, Sequence
 from picas import defaults
 from picas.errors import InvalidInput, SchedulerError
 from picas.pilot.options import Option
+from picas.pool import credentials
 from picas.schedulers.base import JobState, JobStatus, PilotRequest, Scheduler, Submission, one_line, run_program
 from picas.schedulers.sbatch import DEFAULT_OUTPUT, SbatchOptions, build_sbatch_script
 
@@ -86,6 +87,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("template", "Your own batch script template (see examples/slurm-pilot.sh).", "file-text"),
     Option("picas_command", "How the job starts picas, e.g. 'python3 -m picas' or a venv's bin/picas.",
            default="picas"),
+    credentials.OPTION,
 )
 
 
@@ -258,13 +260,19 @@ def sbatch_options(request: PilotRequest) -> SbatchOptions:
         value = values.get(name)
         return default if value is None else value
 
+    env, credential_setup = dict(request.env), []
+    if values.get("credential"):
+        # The pilots log in as the credential's user; sbatch copies the submitting shell's environment into the
+        # job, and a PICAS_PASSWORD from there would win over the credential file.
+        env.update(credentials.pilot_env(values["credential"]))
+        credential_setup = ["unset PICAS_PASSWORD"]
     return SbatchOptions(
         array=request.count, time=values.get("time"), partition=values.get("partition"),
         account=values.get("account"), qos=values.get("qos"), cpus_per_task=values.get("cpus_per_task"),
         mem=values.get("mem"), job_name=given("job_name", defaults.PILOT_JOB_NAME),
         output=given("output", DEFAULT_OUTPUT), signal_grace=given("signal_grace", defaults.SIGNAL_GRACE),
-        extra_sbatch=list(values.get("sbatch_lines") or ()), setup=list(values.get("setup") or ()),
-        pilot_args=list(request.pilot_args), env=dict(request.env),
+        extra_sbatch=list(values.get("sbatch_lines") or ()), setup=[*credential_setup, *(values.get("setup") or ())],
+        pilot_args=list(request.pilot_args), env=env,
         picas_command=given("picas_command", "picas"))
 
 

@@ -21,8 +21,10 @@ from click.testing import CliRunner
 from picas.cli import main
 from picas.core.client import CouchClient
 from picas.pool import credentials as creds
+from picas.schedulers.slurm import cancel
 from tests.conftest import ADMIN_USER
-from tests.helpers import client_for, overview, push
+from tests.helpers import client_for, overview, push, wait_for
+from tests.slurm_fixture import slurm_cluster  # noqa: F401
 
 
 def _cli_env(server, db_name: str) -> dict:
@@ -183,3 +185,41 @@ def test_payload_environment_does_not_carry_the_pilot_password(couch_server, db_
     log = admin.get_attachment(token_id, names[0]).decode()
     assert f"user={couch_server.admin[0]} password=unset" in log
     assert couch_server.admin[1] not in log
+
+
+def test_slurm_script_points_the_pilots_at_the_credential(couch_server, db_name, tmp_path):
+    cred_path = tmp_path / "pilots.yml"
+    cred = _create(couch_server, db_name, cred_path)
+    result = CliRunner().invoke(main, ["submit", "slurm", "--credential", str(cred_path), "--dry-run"],
+                                env=_cli_env(couch_server, db_name), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    script = result.output
+    assert f"export PICAS_CONFIG={cred_path}" in script and "export PICAS_PROFILE=pilot" in script
+    assert f"export PICAS_USERNAME={cred.username}" in script
+    assert couch_server.admin[1] not in script and cred.password not in script
+
+
+@pytest.mark.slurm
+@pytest.mark.usefixtures("slurm_cluster")
+def test_slurm_pilots_run_with_the_credential(couch_server, db_name, tmp_path, monkeypatch):
+    """A real Slurm array whose pilots know only the credential file (no password of the operator's)."""
+    monkeypatch.chdir(tmp_path)
+    admin = client_for(couch_server, db_name)
+    push(admin, [f"echo token {i}" for i in range(6)])
+    cred_path = tmp_path / "pilots.yml"
+    cred = _create(couch_server, db_name, cred_path)
+    env = {**_cli_env(couch_server, db_name), "PICAS_CONFIG": str(tmp_path / "conf.yml")}
+    result = CliRunner().invoke(main, ["submit", "slurm", "--credential", str(cred_path), "--array", "2",
+                                       "--picas-command", f"{sys.executable} -m picas", "--parsable",
+                                       "--output", str(tmp_path / "pilot-%A_%a.out")], env=env,
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    job_id = result.output.strip().splitlines()[-1]
+    try:
+        wait_for(lambda: overview(admin) == {"done": 6}, timeout=120, what="the Slurm pilots to drain the pool")
+    finally:
+        cancel([job_id])
+    # The submitting shell had the operator's PICAS_PASSWORD, which sbatch copies into the job: the pilots
+    # logged in as the pilot user all the same (with that password they would have been refused).
+    security = requests.get(f"{couch_server.url}/{db_name}/_security", auth=couch_server.admin, timeout=30).json()
+    assert cred.username in security["members"]["names"]
