@@ -103,9 +103,19 @@ def _show_ids(label: str, ids: list[str]) -> None:
               help="Exit 0 even if some ids existed already (they are still reported, never overwritten).")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON on stdout.")
 @click.option("--no-progress", is_flag=True, help="Do not draw a progress bar.")
+@click.option("--stage-in", nargs=2, multiple=True, metavar="URL PATH",
+              help="Give every token this input: the pilot copies URL to PATH in the working directory first. "
+                   "{NAME} of a --param is filled in; {token_id} and {FIELD} by the pilot. Repeatable.")
+@click.option("--stage-out", nargs=2, multiple=True, metavar="PATH URL",
+              help="Give every token this output: the pilot copies PATH (or a glob, to a URL ending in /) "
+                   "to URL after a successful run. Repeatable. See docs/staging.md.")
+@click.option("--stage-out-on-failure", is_flag=True, help="With --stage-out: copy the outputs out after a failed "
+              "run too.")
 @connection_options
 def push_cmd(settings: Settings, files: tuple[str, ...], fmt: str, params: tuple[str, ...], command: str | None,
-             batch_size: int, dry_run: bool, skip_duplicates: bool, as_json: bool, no_progress: bool) -> None:
+             batch_size: int, dry_run: bool, skip_duplicates: bool, as_json: bool, no_progress: bool,
+             stage_in: tuple[tuple[str, str], ...] = (), stage_out: tuple[tuple[str, str], ...] = (),
+             stage_out_on_failure: bool = False) -> None:
     """Add tokens to the pool, from files or a parameter sweep.
 
     \b
@@ -123,8 +133,15 @@ def push_cmd(settings: Settings, files: tuple[str, ...], fmt: str, params: tuple
       picas push tokens.yaml --dry-run
       picas push --param x=1..100 --param y=a,b --command 'sim --x {x} --y {y}'
       seq 10 | sed 's/^/echo /' | picas push -
+      picas push --param run=1..100 --command 'sim --run {run} in.dat > out.dat' \\
+          --stage-in 'davs://se/in/{run}.dat' in.dat --stage-out out.dat 'davs://se/out/{run}/{token_id}.dat'
     """
     bodies, total = _collect(files, fmt, params, command)
+    if stage_in or stage_out or stage_out_on_failure:  # staging for every token, checked before anything is written
+        from picas.staging.template import StagingTemplate
+        sweep = [pushing.parse_param(spec) for spec in params] if params and command else []
+        bodies = StagingTemplate(tuple(stage_in), tuple(stage_out), stage_out_on_failure).checked(
+            bodies, total - (pushing.sweep_size(list(params)) if sweep else 0), sweep, command)
     if not total:
         raise InvalidInput("nothing to push", hint="give a FILE, or --param and --command for a sweep")
     if dry_run:
