@@ -48,6 +48,7 @@ from picas.pilot.outage import OutageGuard
 from picas.pilot.outbox import Outbox
 from picas.pilot.parts import ClaimSource, Executor, Holder, ResultJournal
 from picas.pilot.payload import BashExecutor, ExecResult, safe_name
+from picas.pilot.record import Recorder
 from picas.pilot.report import PilotReport, new_pilot_id
 from picas.pilot.results import save_result
 from picas.pilot.signals import StopFlags
@@ -93,6 +94,9 @@ class Pilot:
         self.keeper: Holder = keeper or LeaseKeeper(self.client.copy(), self.who, cfg.heartbeat, cfg.lease_seconds)
         self.journal: ResultJournal = journal or Journal(self.workroot / f"journal-{self.who.pilot_id}.jsonl")
         self.report = PilotReport(pilot_id=self.who.pilot_id)
+        # The pilot record (start, end, how it ended) for 'picas report'; best effort, never stops the pilot.
+        self.recorder = Recorder(self.client, self.who, design=cfg.design, view=cfg.view,
+                                 lease_seconds=cfg.lease_seconds)
         self.guard = OutageGuard(cfg.outage_timeout, self.journal, self.flags, self._announce)
         self.outbox = Outbox(self.client, self.who, self.journal, self.guard, self.report, self._announce,
                              carry=self.carry_results, batch=cfg.prefetch, heartbeat=cfg.heartbeat)
@@ -122,9 +126,12 @@ class Pilot:
             self.flags.install()
         self.keeper.start()
         started = time.monotonic()
+        self.recorder.start(time.time())
+        crashed = True
         try:
             self.outbox.flush_journal()
             self.report.reason = self._loop(started)
+            crashed = False
         finally:
             try:
                 self.outbox.flush()
@@ -139,6 +146,7 @@ class Pilot:
             keeper_client = getattr(self.keeper, "client", None)
             self.report.requests = self.client.stats["requests"] + (
                 keeper_client.stats["requests"] if keeper_client is not None else 0)
+            self.recorder.end(self.report.finished, self.report.reason or "crashed", self.report, crashed=crashed)
         return self.report
 
     def _loop(self, started: float) -> str:
