@@ -114,8 +114,12 @@ class Transfer:
 
     # ------------------------------------------------------------------ in
     def fetch(self, url: str, path: Path | str, checksum: Checksum | None = None,
-              algorithms: tuple[str, ...] = ("md5",)) -> FileResult:
-        """Download ``url`` to ``path``; with ``checksum`` the file is verified before it takes its name."""
+              algorithms: tuple[str, ...] = ()) -> FileResult:
+        """Download ``url`` to ``path``; with ``checksum`` the file is verified before it takes its name.
+
+        ``algorithms``: digests wanted besides the checksum's own (in ``FileResult.digests``); a
+        backend whose bytes pass through Python computes them on the way, at no extra read.
+        """
         path = Path(path)
         started = time.monotonic()
         storage = self.registry.for_url(url)
@@ -124,8 +128,7 @@ class Transfer:
             raise SourceMissing(f"{redact_url(url)} does not exist", url=url)
         if info.is_dir:
             raise TransferError(f"{redact_url(url)} is a folder, not a file", url=url, transient=False)
-        wanted = tuple(dict.fromkeys((self.policy.algorithm, *algorithms,
-                                      *((checksum.algorithm,) if checksum else ()))))
+        wanted = tuple(dict.fromkeys((*algorithms, *((checksum.algorithm,) if checksum else ()))))
         timeout = self.policy.timeout_for(info.size)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.picas-part")
@@ -189,7 +192,7 @@ class Transfer:
             raise SourceMissing(f"the local file {path} does not exist")
         size = path.stat().st_size
         algorithm = self.policy.algorithm
-        digests = file_digests(path, (algorithm, "md5"))
+        digests = file_digests(path, (algorithm,))
         local = Checksum(algorithm, digests[algorithm])
         storage = self.registry.for_url(url)
         existing = self.stat(url)
