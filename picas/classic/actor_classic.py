@@ -30,9 +30,10 @@ import ssl
 import time
 from typing import Any, Callable
 
-from picas.classic.actor_pilot import failed, merge_changes
+from picas.classic.actor_pilot import failed
 from picas.classic.documents import Document, Task
 from picas.classic.supervise import supervise
+from picas.core.merge import merge
 from picas.classic.conflicts import conflict_types
 from picas.pilot.loop import PilotReport
 
@@ -92,7 +93,7 @@ def _merge_stored(actor: Any, task: Task, base: dict | None) -> bool:
         log.info("Task %s cannot be read back (%s): its result is not saved", task.get("_id"), exc)
         return False
     stored_body = copy.deepcopy(_body(stored))
-    merged = merge_changes(base if base is not None else stored_body, task.value, stored_body)
+    merged = merge(stored_body, task.value, base)
     task.value.clear()
     task.value.update(merged)
     return True

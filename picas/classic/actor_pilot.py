@@ -12,8 +12,8 @@ what picas 1.1.2 got wrong:
   pilot) is stopped and not written back over the new owner;
 * **results survive a 409** — the changes ``process_task`` made (its copy
   of the token against the body as claimed) are laid over the stored body,
-  re-read just before the write, and saved with
-  :func:`picas.pilot.results.save_result`;
+  re-read just before the write (:func:`picas.core.merge.merge`), and saved
+  with :func:`picas.pilot.results.save_result`;
 * **max_token_time is enforced** and **an exception in process_task** puts
   the task in error (see :mod:`picas.classic.supervise`).
 """
@@ -28,6 +28,8 @@ from picas.classic import clients
 from picas.classic.documents import Document, Task
 from picas.classic.supervise import supervise
 from picas.core import token as tok
+from picas.core.merge import merge
+from picas.core.states import PilotEvent, RunOutcome
 from picas.core.client import CouchClient
 from picas.errors import PicasError
 from picas.pilot.config import PilotConfig
@@ -35,31 +37,7 @@ from picas.pilot.loop import Pilot, PilotReport
 
 log = logging.getLogger("picas")
 
-__all__ = ["merge_changes", "run_with_pilot"]
-
-#: Fields the actor's own machinery changes while a task runs; never taken from the task copy.
-_LEASE_FIELDS = ("heartbeat", "lease_until")
-
-
-def merge_changes(base: dict, mine: dict, current: dict) -> dict:
-    """Lay the changes ``mine`` made to ``base`` over ``current`` (the newest stored body).
-
-    ``process_task`` works on a copy of the body as it was claimed; while it
-    ran, heartbeats (and maybe a user) changed the stored token.  Every field
-    the task changed, added or removed wins; every other field keeps its
-    current value, and the current revision is used for the write.
-    """
-    body = copy.deepcopy({k: v for k, v in current.items() if k != "_attachments"})
-    if "_attachments" in current:
-        body["_attachments"] = dict(current["_attachments"])
-    for key in set(base) | set(mine):
-        if key in ("_id", "_rev") or key in _LEASE_FIELDS:
-            continue
-        if key not in mine:
-            body.pop(key, None)
-        elif key not in base or mine[key] != base[key]:
-            body[key] = mine[key]
-    return body
+__all__ = ["failed", "run_with_pilot"]
 
 
 def failed(body: dict) -> bool:
@@ -68,14 +46,13 @@ def failed(body: dict) -> bool:
 
 
 class _IteratorSource:
-    """Stands in for the pilot's claimer: hands out the tasks of the actor's (classic) iterator."""
+    """The pilot's claim source (:class:`picas.pilot.parts.ClaimSource`): the tasks of the actor's iterator."""
 
     def __init__(self, actor: Any) -> None:
         self.actor = actor
-        #: An iterator cannot save results on the way: the pilot saves what it would carry on its own.
-        self.carried: list = []
 
-    def claim_batch(self, k: int, carry: list[dict] | None = None) -> list[dict]:
+    def claim_batch(self, k: int, *, carry: Any = None) -> list[dict]:
+        # An iterator cannot write results on the way: it leaves ``carry`` alone, and the pilot saves them itself.
         self.actor._picas_cleanup_previous()
         try:
             task = next(self.actor.iterator)
@@ -91,12 +68,14 @@ class _ActorPilot(Pilot):
     carry_results = False
 
     def __init__(self, actor: Any, max_scrub: int, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, claimer=_IteratorSource(actor), **kwargs)
+        # The actor's flags, which its signal handler sets (the setter hands them to the outage guard too).
+        # Set here rather than as flags=: Pilot takes ``flags or StopFlags()``, and flags not set yet are falsy.
+        self.flags = actor._picas_flags
         self.actor = actor
         self.max_scrub = max_scrub
-        self.claimer = _IteratorSource(actor)
 
-    def execute(self, doc: dict) -> tuple[dict, str]:
+    def execute(self, doc: dict) -> tuple[dict, RunOutcome]:
         return _execute(self.actor, doc, self)
 
 
@@ -124,7 +103,6 @@ def run_with_pilot(actor: Any, client: CouchClient, max_token_time: float | None
     pilot = _ActorPilot(actor, max_scrub or 0, client, config, install_signals=False,
                         stop_callback=user_says_stop if stop_function is not None else None,
                         on_event=_event)
-    pilot.flags = actor._picas_flags
     iterator = actor.iterator
     bindable = hasattr(iterator, "bind")
     if bindable:
@@ -146,16 +124,16 @@ def run_with_pilot(actor: Any, client: CouchClient, max_token_time: float | None
             iterator.bind()
 
 
-def _event(kind: str, doc: dict, info: dict) -> None:
-    if kind in ("start", "outage", "released", "lost"):
-        log.info("Token %s: %s", doc.get("_id", "?"), kind if kind != "outage" else info.get("error"))
+def _event(kind: PilotEvent, doc: dict, info: dict) -> None:
+    if kind in (PilotEvent.START, PilotEvent.OUTAGE, PilotEvent.RELEASED, PilotEvent.LOST):
+        log.info("Token %s: %s", doc.get("_id", "?"), info.get("error") if kind == PilotEvent.OUTAGE else kind)
 
 
-def _execute(actor: Any, doc: dict, pilot: _ActorPilot) -> tuple[dict, str]:
+def _execute(actor: Any, doc: dict, pilot: _ActorPilot) -> tuple[dict, RunOutcome]:
     """Run ``process_task`` on one claimed token; returns the body to save and the pilot's outcome."""
     token_id = doc["_id"]
     if pilot.flags:
-        return doc, "interrupted"
+        return doc, RunOutcome.INTERRUPTED
     # The task works on its own copy: the heartbeat thread reads and rewrites the claimed body meanwhile.
     base = copy.deepcopy(doc)
     task = Task(copy.deepcopy(doc))
@@ -170,32 +148,34 @@ def _execute(actor: Any, doc: dict, pilot: _ActorPilot) -> tuple[dict, str]:
     if reason == "lost" or pilot.keeper.is_lost(token_id):
         log.info("Token %s was taken away from this actor; its result is dropped", token_id)
         actor.current_task = None
-        return doc, "lost"
+        return doc, RunOutcome.LOST
     if reason == "stop":
         actor.current_task = None
         if actor.token_reset_values is None:
             # Leave it locked, as asked: the pilot forgets it without writing (its lease runs out).
-            return doc, "lost"
-        return doc, "interrupted"
+            return doc, RunOutcome.LOST
+        return doc, RunOutcome.INTERRUPTED
     current = pilot.keeper.release(token_id)
     if current is None:
-        return doc, "lost"
+        return doc, RunOutcome.LOST
     current = _fresh(pilot, token_id, base) or current
-    body = _finalize(merge_changes(base, task.value, current), pilot.who, reason, pilot.max_scrub)
+    body = _finalize(merge(current, task.value, base), pilot.who, reason, pilot.max_scrub)
+    # Should the write still meet a 409, the result is merged again against this body: every field the
+    # task changed (custom ones too) wins, as here.
+    pilot._bases[token_id] = current
     actor.tasks_processed += 1
     actor._picas_run_count += 1
     actor._picas_cleanup_due = True
-    return body, "finished"
+    return body, RunOutcome.FINISHED
 
 
 def _fresh(pilot: Pilot, token_id: str, base: dict) -> dict | None:
     """The stored token, re-read just before the result is written, if this actor still holds it.
 
-    Merging onto the newest body makes a 409 on the save unlikely; that
-    matters because after a 409 :func:`picas.pilot.results.save_result`
-    carries over only the standard result fields, not the custom fields a
-    classic ``process_task`` may have set.  If the token is no longer ours,
-    None: the save then meets the 409 and ``save_result`` records the loss.
+    Merging onto the newest body makes a 409 on the save unlikely (the
+    heartbeats move the revision on all the time).  If the token is no
+    longer ours, None: the save then meets the 409 and the pilot records
+    the loss, since the new owner wins.
     """
     try:
         fresh = pilot.client.get_or_none(token_id)

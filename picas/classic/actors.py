@@ -45,7 +45,7 @@ from typing import Any, Callable
 
 from picas.classic import executers
 from picas.classic.actor_classic import release_task, run_classic, run_one
-from picas.classic.actor_pilot import merge_changes, run_with_pilot
+from picas.classic.actor_pilot import run_with_pilot
 from picas.classic.documents import Task
 from picas.classic.iterators import EndlessViewIterator, TaskViewIterator, ViewIterator, real_client
 from picas.classic.supervise import TaskInterrupted
@@ -54,8 +54,7 @@ from picas.pilot.signals import STOP_SIGNALS, StopFlags
 
 log = logging.getLogger("picas")
 
-__all__ = ["AbstractRunActor", "RunActor", "TaskInterrupted", "EndlessViewIterator", "TaskViewIterator",
-           "merge_changes"]
+__all__ = ["AbstractRunActor", "RunActor", "TaskInterrupted", "EndlessViewIterator", "TaskViewIterator"]
 
 
 class AbstractRunActor:

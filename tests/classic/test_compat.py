@@ -22,7 +22,7 @@ import pytest
 
 from picas import executers
 from picas.core import token as tok
-from picas.actors import RunActor, merge_changes
+from picas.actors import RunActor
 from picas.clients import CouchDB, ResourceConflict
 from picas.core.client import CouchClient
 from picas.documents import Document, Job, Task, User
@@ -307,7 +307,7 @@ def push_inputs(workdir: Path, inputs: list[str], extra: dict | None = None) -> 
 
 def by_input(client: CouchClient) -> dict[str, dict]:
     rows = client.all_docs(include_docs=True).rows
-    return {row.doc["input"]: row.doc for row in rows if not row.id.startswith("_design/")}
+    return {row.doc["input"]: row.doc for row in rows if row.doc.get("type") == "token"}
 
 
 # ---------------------------------------------------------------------- end to end: classic scripts
@@ -657,14 +657,6 @@ def test_execute_stops_a_payload_group_from_another_thread():
     _, code, _, _ = executers.execute(["sh", "-c", "sleep 30 & sleep 30"])
     thread.join()
     assert code == -signal.SIGTERM and time.monotonic() - started < 10
-
-
-def test_merge_changes_keeps_current_fields_and_task_changes():
-    base = {"_id": "t", "_rev": "1-a", "lock": 5, "input": "x", "gone": 1, "heartbeat": 1, "note": "old"}
-    mine = {"_id": "t", "_rev": "1-a", "lock": 5, "input": "x", "done": 9, "heartbeat": 1, "note": "old"}
-    current = {"_id": "t", "_rev": "3-c", "lock": 5, "input": "x", "gone": 1, "heartbeat": 7, "note": "new"}
-    assert merge_changes(base, mine, current) == {"_id": "t", "_rev": "3-c", "lock": 5, "input": "x", "done": 9,
-                                                  "heartbeat": 7, "note": "new"}
 
 
 # ---------------------------------------------------------------------- iterators

@@ -73,7 +73,7 @@ def configure(couch_server, db_name: str, examples: Path, env: dict[str, str]) -
 
 
 def tokens(client: CouchClient) -> dict[str, dict]:
-    return {row.id: row.doc for row in client.all_docs(include_docs=True).rows if not row.id.startswith("_design/")}
+    return {row.id: row.doc for row in client.all_docs(include_docs=True).rows if row.doc.get("type") == "token"}
 
 
 def test_quick_walk_through(couch_server, db_name, examples, user_env):
