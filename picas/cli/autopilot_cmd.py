@@ -18,7 +18,7 @@ import click
 
 from picas import defaults
 from picas.cli.options import DURATION, connection_options, make_client
-from picas.cli.submit_cmd import pilot_config_option, scheduler_options, split_values
+from picas.cli.submit_cmd import credential_of, pilot_config_option, scheduler_options, split_values
 from picas.config import Settings
 from picas.errors import InvalidInput, PicasError, SchedulerError
 
@@ -124,7 +124,8 @@ def autopilot(settings: Settings, scheduler: str, class_specs: tuple[str, ...], 
     names = [c.name for c in classes]
     if len(set(names)) != len(names):
         raise click.UsageError(f"a pilot class is given twice: {', '.join(sorted(names))}")
-    access = pilot_environment(settings, pilot_config, write=not dry_run, config_name=pilots_config_name(cls.name))
+    access = pilot_environment(settings, pilot_config, write=not dry_run, config_name=pilots_config_name(cls.name),
+                               credential=credential_of(own))
     if access.note:
         click.echo(access.note, err=True)
     client = make_client(settings)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from picas.pilot.options import Option
     from picas.schedulers.base import Scheduler
 
-__all__ = ["pilot_config_option", "scheduler_options", "split_values", "submit", "submit_command"]
+__all__ = ["credential_of", "pilot_config_option", "scheduler_options", "split_values", "submit", "submit_command"]
 
 
 def pilot_config_option(scheduler: str = "SCHEDULER") -> Callable[[Callable], Callable]:
@@ -54,6 +54,18 @@ def split_values(options: Sequence[Option], values: dict[str, Any]) -> dict[str,
 _TARGET = ("design_doc", "view")
 
 
+def credential_of(values: dict[str, Any]) -> Path | None:
+    """The scoped pilot credential a scheduler's options name (``--credential FILE``), if any.
+
+    With one, the pilots log in with it and the operator's password is
+    written nowhere (see :func:`picas.pilot.credentials.pilot_environment`).
+    """
+    from picas.pool.credentials import OPTION
+
+    value = values.get(OPTION.name)
+    return Path(value) if value else None
+
+
 def _ids(job_ids: list[str]) -> str:
     return " ".join(job_ids)
 
@@ -73,7 +85,7 @@ def submit_command(cls: type[Scheduler]) -> click.Command:
         own = split_values(cls.options, values)
         design, view = values.pop("design_doc"), values.pop("view")
         access = pilot_environment(settings, pilot_config, write=not dry_run,
-                                   config_name=pilots_config_name(cls.name))
+                                   config_name=pilots_config_name(cls.name), credential=credential_of(own))
         request = PilotRequest(count=count, pilot_args=["--design-doc", design, "--view", view, *pilot_args(values)],
                                env=access.env, options=own, config_file=access.config_file)
         submission = scheduler.build(request)

@@ -56,10 +56,13 @@ def pilot_profile_name(url: str, database: str, username: str | None) -> str:
 
 
 def pilot_environment(settings: Settings, pilot_config: Path | None = None, *, write: bool = True,
-                      config_name: str = "pilots.yml") -> PilotAccess:
+                      config_name: str = "pilots.yml", credential: Path | None = None) -> PilotAccess:
     """The variables a pilot job exports to reach the server, without any password.
 
-    Where the password comes from decides where the pilots read it:
+    With a ``credential`` file (``picas credentials create``: a user scoped
+    to one database) the pilots log in as that user, and nothing of the
+    operator's own settings is written anywhere.  Otherwise, where the
+    password comes from decides where the pilots read it:
 
     * from the user's config file: that same file and profile (the user
       already keeps it private);
@@ -74,6 +77,10 @@ def pilot_environment(settings: Settings, pilot_config: Path | None = None, *, w
     writing anything.  An unchanged profile is not written again (every
     autopilot round from cron would otherwise rewrite it).
     """
+    if credential is not None:
+        from picas.pool.credentials import pilot_env
+
+        return PilotAccess(pilot_env(credential), None, Path(credential).expanduser().absolute())
     clean_url, url_user, url_password = split_credentials(settings.require_url())
     database = settings.require_database()
     username = settings.username or url_user

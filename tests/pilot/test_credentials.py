@@ -51,3 +51,18 @@ def test_a_chosen_file_and_tls_settings(tmp_path):
     assert yaml.safe_load(access.config_file.read_text())["profiles"][access.env["PICAS_PROFILE"]]["password"] == "pw"
     insecure = resolve({"url": "https://h:6984", "database": "db", "verify": False}, env={})
     assert pilot_environment(insecure).env["PICAS_VERIFY"] == "false"
+
+
+def test_with_a_scoped_credential_nothing_of_the_operator_is_written(tmp_path):
+    from picas.pool.credentials import PilotCredential, write_file
+
+    cred = write_file(tmp_path / "cred.yml", PilotCredential(username="picas-pilot-x", database="db",
+                                                             url="http://h:5984", password="scoped"))
+    conf = tmp_path / "conf.yml"
+    shell = {"PICAS_HOST_URL": "http://h:5984", "PICAS_DATABASE": "db", "PICAS_PASSWORD": "operator",
+             "PICAS_USERNAME": "admin", "PICAS_CONFIG": str(conf)}
+    access = pilot_environment(resolve({}, env=shell), config_name="x-pilots.yml", credential=cred)
+    assert access.note is None and access.config_file == cred
+    assert access.env["PICAS_USERNAME"] == "picas-pilot-x" and access.env["PICAS_CONFIG"] == str(cred)
+    assert "operator" not in str(access.env)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cred.yml"], "no private profile of the operator's"
