@@ -72,7 +72,7 @@ class _Bar:
 @_view_option
 @_title_option
 @_tails_option
-@click.option("--page-size", type=click.IntRange(min=10), default=2000, show_default=True,
+@click.option("--page-size", type=click.IntRange(min=10), default=5000, show_default=True,
               help="Documents per request while reading the pool.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def report(settings: Settings, output: Path, since: str | None, design: str | None, view: str | None, title: str,
@@ -107,7 +107,8 @@ def report(settings: Settings, output: Path, since: str | None, design: str | No
     tails = fetch_log_tails(client, pool.tokens, failed_ids(pool.tokens, log_tails)) if log_tails else {}
     now = time.time()
     data = build(pool.tokens, pool.pilots, now=now, since=since_time(since, now) if since else None, title=title,
-                 source=f"{client.url}/{client.database}", scope=_scope(design, view), log_tails=tails)
+                 source=f"{client.url}/{client.database}", scope=_scope(design, view), log_tails=tails,
+                 tries_of=pool.tries_of)
     page = render(data)
     if str(output) == "-":
         click.echo(page, nl=False)

@@ -78,12 +78,15 @@ def current_counts(docs: Iterable[dict]) -> dict[str, int]:
     return out
 
 
-def progress(docs: Iterable[dict], win: Window) -> dict:
-    """Tokens per state at the end of each interval (tokens pushed later are not yet counted)."""
+def progress(docs: Iterable[dict], win: Window, tries_of: dict[int, list[Attempt]] | None = None) -> dict:
+    """Tokens per state at the end of each interval (tokens pushed later are not yet counted).
+
+    ``tries_of`` may map ``id(doc)`` to the token's attempts, when the caller has them already.
+    """
     deltas: dict[str, list[tuple[float, int]]] = defaultdict(list)
     for doc in docs:
         previous = None
-        for when, state in transitions(doc, win.start):
+        for when, state in transitions(doc, win.start, (tries_of or {}).get(id(doc))):
             if state == previous:
                 continue
             if previous is not None:

@@ -104,6 +104,9 @@ def is_scrub(entry: dict) -> bool:
 
 def _events(doc: dict) -> list[dict]:
     history = [e for e in doc.get("history") or [] if isinstance(e, dict) and number(e.get("time"))]
+    times = [float(e["time"]) for e in history]
+    if all(a <= b for a, b in zip(times, times[1:])):
+        return history  # the usual case: entries are appended in time order
     return sorted(history, key=lambda e: float(e["time"]))
 
 
@@ -227,7 +230,7 @@ def last_error(doc: dict) -> str:
     return " ".join(text.split())
 
 
-def transitions(doc: dict, start: float) -> list[tuple[float, str]]:
+def transitions(doc: dict, start: float, tries: list[Attempt] | None = None) -> list[tuple[float, str]]:
     """The states a token went through, as (time, state) from its push on; ``start`` stands for unknown times.
 
     A token without a creation time is taken to be todo from ``start``.  The
@@ -236,7 +239,7 @@ def transitions(doc: dict, start: float) -> list[tuple[float, str]]:
     """
     created = created_at(doc)
     out = [(created if created is not None else start, "todo")]
-    for attempt in attempts(doc):
+    for attempt in attempts(doc) if tries is None else tries:
         out.append((attempt.claimed, "locked"))
         if attempt.ended is not None:
             final = {Outcome.DONE: "done", Outcome.ERROR: "error"}.get(attempt.outcome, "todo")

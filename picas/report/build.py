@@ -60,8 +60,8 @@ def _notes(tokens: list[dict], summaries: list, tl: dict, fail: dict, pil: dict,
         notes.append(f"The failed-token table lists the {len(fail['rows']):,} most recent of "
                      f"{fail['failed_tokens']:,} failed tokens.")
     if fail["failed_tokens"]:
-        notes.append(f"Log tails were fetched for the {tails:,} most recent failed tokens that have logs attached."
-                     if tails else "No log tails were fetched.")
+        notes.append(f"{tails:,} of the {fail['failed_tokens']:,} failed tokens show the end of their log: only the "
+                     f"most recent failures are looked at (--log-tails), and an empty or missing log shows nothing.")
     if pil["rows_cut"]:
         notes.append(f"The pilot table lists the {len(pil['rows']):,} most recent of {pil['count']:,} pilots.")
     if since is not None:
@@ -92,10 +92,17 @@ def since_time(text: str, now: float) -> float:
 
 
 def build(tokens: list[dict], pilot_records: list[dict], *, now: float, since: float | None = None,
-          title: str = "", source: str = "", scope: str = "", log_tails: dict[str, str] | None = None) -> dict:
-    """Everything the page shows, as JSON-ready data (see the module docstring)."""
+          title: str = "", source: str = "", scope: str = "", log_tails: dict[str, str] | None = None,
+          tries_of: dict[int, list[Attempt]] | None = None) -> dict:
+    """Everything the page shows, as JSON-ready data (see the module docstring).
+
+    ``tries_of`` may bring each token's attempts, keyed by ``id()`` of its
+    body, when the reader parsed them already (:class:`picas.report.collect.Pool`).
+    """
     log_tails = log_tails or {}
-    every: list[Attempt] = [a for doc in tokens for a in attempts(doc)]
+    known = tries_of or {}
+    tries_of = {id(doc): known[id(doc)] if id(doc) in known else attempts(doc) for doc in tokens}  # each read once
+    every: list[Attempt] = [a for found in tries_of.values() for a in found]
     tries = every if since is None else [a for a in every if a.end_or(now) >= since]
     win = agg.window(tokens, tries, now, since)
     summaries = summarize(pilot_records, every, now, _heartbeats(tokens))
@@ -109,7 +116,7 @@ def build(tokens: list[dict], pilot_records: list[dict], *, now: float, since: f
                  "since": since, "tokens": len(tokens), "attempts": len(tries), "pilots": len(summaries),
                  "step": win.step, "start": win.start, "end": win.end},
         "counts": agg.current_counts(tokens),
-        "progress": agg.progress(tokens, win),
+        "progress": agg.progress(tokens, win, tries_of),
         "throughput": agg.throughput(tries, win),
         "concurrency": agg.concurrency(tries, pilot_spans(summaries), win, now),
         "timeline": tl,

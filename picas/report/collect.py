@@ -13,6 +13,8 @@ live dashboard: after the first full read only what changed is fetched.
 """
 from __future__ import annotations
 
+import queue
+import threading
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
@@ -21,16 +23,17 @@ from picas.pilot.record import DOC_TYPE as PILOT_TYPE, ID_PREFIX as PILOT_PREFIX
 from picas.pool.tokens import STATE_VIEWS, tail, token_log
 from picas.core import token as tok
 from picas.errors import PicasError
+from picas.report.attempts import Attempt, attempts
 
 __all__ = ["DEFAULT_PAGE", "Mirror", "Pool", "fetch_log_tails", "read_pool", "slim"]
 
-DEFAULT_PAGE = 2000
+DEFAULT_PAGE = 5000
 #: Fields of a token the report reads; everything else (input, output, user fields) is dropped on reading.
 KEEP = ("_id", "type", "lock", "done", "exit_code", "hostname", "pilot", "attempts", "scrub_count", "created_at",
         "started", "finished", "duration", "heartbeat", "lease_until", "timed_out") + \
     tuple(name for _, name in tok.JOB_ID_FIELDS)
-HISTORY_KEEP = ("event", "time", "host", "pilot", "exit_code", "reason", "duration", "seconds", "started", "finished",
-                "start", "end")
+HISTORY_KEEP = frozenset(("event", "time", "host", "pilot", "exit_code", "reason", "duration", "seconds", "started",
+                          "finished", "start", "end"))
 MESSAGE_LIMIT = 300
 
 Progress = Callable[[int, "int | None"], None]
@@ -43,6 +46,13 @@ class Pool:
     tokens: list[dict] = field(default_factory=list)
     pilots: list[dict] = field(default_factory=list)
     update_seq: object = None
+    #: Each token's attempts by ``id()`` of its body, read while the next page was on its way.
+    tries_of: dict[int, list[Attempt]] = field(default_factory=dict)
+
+    def add_token(self, doc: dict) -> None:
+        body = slim(doc)
+        self.tokens.append(body)
+        self.tries_of[id(body)] = attempts(body)
 
 
 def _short(value: object) -> object:
@@ -51,13 +61,19 @@ def _short(value: object) -> object:
     return value
 
 
+def _entry(entry: dict) -> dict:
+    out = {k: v for k, v in entry.items() if k in HISTORY_KEEP}
+    if "reason" in out:
+        out["reason"] = _short(out["reason"])
+    return out
+
+
 def slim(doc: dict) -> dict:
     """The fields of a token that a report reads, long messages shortened (pure)."""
     out = {name: doc[name] for name in KEEP if name in doc}
     history = doc.get("history")
     if isinstance(history, list):
-        out["history"] = [{k: _short(v) for k, v in entry.items() if k in HISTORY_KEEP}
-                          for entry in history if isinstance(entry, dict)]
+        out["history"] = [_entry(entry) for entry in history if isinstance(entry, dict)]
     errors = doc.get("error")
     last = errors[-1] if isinstance(errors, list) and errors else errors
     if last:
@@ -95,6 +111,45 @@ def _pages_all_docs(client: CouchClient, page_size: int, start: str | None = Non
         cursor, first = rows[-1].id, False
 
 
+def _prefetched(pages: Iterator[list[dict]], depth: int = 2) -> Iterator[list[dict]]:
+    """The same pages, the next one fetched while the caller works on this one.
+
+    The server takes about as long to produce a page as this process takes
+    to slim it; overlapping the two nearly halves a report's reading time.
+    """
+    box: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def fetch() -> None:
+        try:
+            for page in pages:
+                while not stop.is_set():
+                    try:
+                        box.put(page, timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            box.put(done)
+        except BaseException as exc:  # noqa: BLE001 - handed to the reader, raised there
+            box.put(exc)
+
+    thread = threading.Thread(target=fetch, name="picas-report-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = box.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+
+
 def _pages_view(client: CouchClient, design: str, view: str, page_size: int) -> Iterator[list[dict]]:
     page: list[dict] = []
     for row in client.iter_view(design, view, page_size=page_size, include_docs=True):
@@ -120,7 +175,7 @@ def read_pool(client: CouchClient, *, design: str | None = None, view: str | Non
     read = 0
     if design is None and view is None:
         total = int(info.get("doc_count") or 0)
-        for page in _pages_all_docs(client, page_size):
+        for page in _prefetched(_pages_all_docs(client.copy(), page_size)):
             _add(pool, page)
             read += len(page)
             if progress:
@@ -131,10 +186,12 @@ def read_pool(client: CouchClient, *, design: str | None = None, view: str | Non
     totals = [client.view(design, name, limit=1).total_rows or 0 for name in views]
     seen: set[str] = set()
     for name in views:
-        for page in _pages_view(client, design, name, page_size):
+        for page in _prefetched(_pages_view(client.copy(), design, name, page_size)):
             fresh = [doc for doc in page if doc.get("_id") not in seen]
             seen.update(doc["_id"] for doc in fresh)
-            pool.tokens.extend(slim(doc) for doc in fresh if _is_token(doc))
+            for doc in fresh:
+                if _is_token(doc):
+                    pool.add_token(doc)
             read += len(page)
             if progress:
                 progress(read, sum(totals))
@@ -147,7 +204,7 @@ def read_pool(client: CouchClient, *, design: str | None = None, view: str | Non
 def _add(pool: Pool, docs: Iterable[dict]) -> None:
     for doc in docs:
         if _is_token(doc):
-            pool.tokens.append(slim(doc))
+            pool.add_token(doc)
         elif _is_pilot(doc):
             pool.pilots.append(doc)
 
@@ -182,6 +239,7 @@ class Mirror:
         self.client = client
         self.page_size = page_size
         self.tokens: dict[str, dict] = {}
+        self.tries: dict[str, list[Attempt]] = {}
         self.pilots: dict[str, dict] = {}
         self.seq: object = 0
 
@@ -206,13 +264,16 @@ class Mirror:
         doc_id = str(change.get("id"))
         doc = change.get("doc") or {}
         self.tokens.pop(doc_id, None)
+        self.tries.pop(doc_id, None)
         self.pilots.pop(doc_id, None)
         if change.get("deleted") or doc.get("_deleted"):
             return
         if _is_token(doc):
             self.tokens[doc_id] = slim(doc)
+            self.tries[doc_id] = attempts(self.tokens[doc_id])
         elif _is_pilot(doc):
             self.pilots[doc_id] = doc
 
     def pool(self) -> Pool:
-        return Pool(tokens=list(self.tokens.values()), pilots=list(self.pilots.values()), update_seq=self.seq)
+        return Pool(tokens=list(self.tokens.values()), pilots=list(self.pilots.values()), update_seq=self.seq,
+                    tries_of={id(doc): self.tries[doc_id] for doc_id, doc in self.tokens.items()})

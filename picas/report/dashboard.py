@@ -81,7 +81,7 @@ class Dashboard:
             self._tails.update(fetch_log_tails(self.client, pool.tokens, wanted))
             now = self.clock()
             self._data = build(pool.tokens, pool.pilots, now=now, since=self.since(now), title=self.title,
-                               source=self.source, scope=self.scope, log_tails=self._tails)
+                               source=self.source, scope=self.scope, log_tails=self._tails, tries_of=pool.tries_of)
             return self._data
 
     def page(self) -> str:

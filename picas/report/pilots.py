@@ -111,7 +111,9 @@ def summarize(records: Iterable[dict], tries: Iterable[Attempt], now: float,
         begin = attempt.started if attempt.started is not None else attempt.claimed
         stop = attempt.finished if attempt.finished is not None else attempt.end_or(now)
         summary.spans.append((begin, max(begin, stop)))
-        seen = attempt.ended if attempt.ended is not None else attempt.claimed
+        # A sign of life is what the pilot itself wrote: its claims and the ends it recorded (not a scrub's).
+        own_end = attempt.ended is not None and attempt.outcome not in (Outcome.SCRUBBED, Outcome.LOST)
+        seen = attempt.ended if own_end else attempt.claimed
         summary.last_seen = max(summary.last_seen or seen, seen)
     for pilot, summary in found.items():
         if heartbeats.get(pilot):

@@ -72,6 +72,7 @@ def ran_pool(couch_server, tmp_path_factory):
         wait_for(lambda: tok.state(client.get("slow-token")) == "locked", what="the slow token to be claimed")
         doomed.send_signal(signal.SIGKILL)
         doomed.communicate(timeout=30)
+        killed = time.time()
         wait_for(lambda: client.get("slow-token")["lease_until"] < time.time() - 1, timeout=30,
                  what="the dead pilot's lease to run out")
         scrub = picas(env, "scrub")
@@ -83,6 +84,8 @@ def ran_pool(couch_server, tmp_path_factory):
         assert picas(env, "push", str(tmp / "work.txt")).returncode == 0
         run = picas(env, "run", "-j", "2", "--retries", "1", "--workdir", str(tmp / "w"), "-q", timeout=300)
         assert run.returncode == 0, run.stderr
+        # The killed pilot wrote no end record; silent for more than two leases (2 x 5 s), it counts as lost.
+        time.sleep(max(0.0, killed + 11 - time.time()))
         report = tmp / "report.html"
         made = picas(env, "report", "-o", str(report), "--title", "A pool that ran")
         assert made.returncode == 0, made.stderr
@@ -123,6 +126,9 @@ def test_the_report_of_a_pool_that_ran_draws_every_plot_offline(ran_pool, browse
     assert data["counts"] == {"todo": 0, "locked": 0, "done": 13, "error": 4}
     assert fail["by_exit_code"] == {"3": 6, "2": 2} and fail["retried"] == 4
     assert fail["scrub_events"] == 1 and fail["scrubbed_tokens"] == 1
+    # Three pilot records: the killed one (lost) and the two of 'picas run -j 2' (the pool ran dry).
+    assert data["pilots"]["ends"] == {"no work": 2, "lost": 1} and data["pilots"]["with_record"] == 3
+    assert len(data["notes"]) == 1 and data["notes"][0].startswith("1 of the 4 failed tokens show the end of their log")
     tails = [row["log_tail"] for row in fail["rows"] if row["exit_code"] == "2"]
     assert tails == ["cannot open input.dat"]
     assert browser.evaluate("document.querySelectorAll('#failed tr[id^=\"token-\"]').length") == 4
