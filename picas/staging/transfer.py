@@ -225,6 +225,16 @@ class Transfer:
         return FileResult(src=str(path), dst=url, size=size, seconds=time.monotonic() - started,
                           attempts=attempts, digests=digests)
 
+    def delete(self, url: str) -> None:
+        """Remove the file at ``url`` (nothing there is fine), with retries."""
+        storage = self.registry.for_url(url)
+        self._retry("delete", url, lambda _: storage.delete(url, self.policy.base_timeout))
+
+    def listdir(self, url: str) -> list[str]:
+        """The names in the folder at ``url``, with retries."""
+        storage = self.registry.for_url(url)
+        return self._retry("list", url, lambda _: storage.listdir(url, self.policy.base_timeout))[0]
+
     def close(self) -> None:
         self.registry.close()
 

@@ -83,6 +83,10 @@ def test_stage_out_is_verified_by_reading_it_back(transfer, dav, area, tmp_path)
     assert transfer.remote_checksum(url) == adler(data)
     assert transfer.holds(url, len(data), Checksum("adler32", adler(data)))
     assert not transfer.holds(url, len(data), Checksum("adler32", "00000000"))
+    assert transfer.listdir(dav.dav(f"{name}/results/")) == ["out.dat"]
+    transfer.delete(url)
+    transfer.delete(url)  # nothing there is fine
+    assert transfer.stat(url) is None and transfer.listdir(dav.dav(f"{name}/results/")) == []
 
 
 def test_an_unchanged_output_is_skipped_and_a_changed_one_needs_overwrite(transfer, dav, area, tmp_path):
