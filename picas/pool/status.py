@@ -37,10 +37,10 @@ from dataclasses import dataclass, field
 from picas import defaults
 from picas.core import token as tok
 from picas.core.client import CouchClient
+from picas.core.states import STATES, State
 from picas.pool.tokens import changed_at, job_id
 from picas.support.durations import format_duration
 
-STATES = ("todo", "locked", "done", "error")
 DEFAULT_SAMPLE = 200
 DEFAULT_WINDOW = 600.0
 #: Fewer recent finishes than this in a sample give no rate rather than a wild one.
@@ -74,12 +74,12 @@ class Estimate:
 
 def finished(counts: dict[str, int]) -> int:
     """Tokens that ran to an end, successful or not: what the rate counts."""
-    return int(counts.get("done", 0)) + int(counts.get("error", 0))
+    return int(counts.get(State.DONE, 0)) + int(counts.get(State.ERROR, 0))
 
 
 def remaining(counts: dict[str, int]) -> int:
     """Tokens still to run (todo) or running (locked): what the ETA waits for."""
-    return int(counts.get("todo", 0)) + int(counts.get("locked", 0))
+    return int(counts.get(State.TODO, 0)) + int(counts.get(State.LOCKED, 0))
 
 
 def time_left(rate: float | None, counts: dict[str, int]) -> float | None:
@@ -179,7 +179,7 @@ def break_down_errors(docs: list[dict], total: int) -> ErrorBreakdown:
     """Count exit codes and last messages among error tokens (pure)."""
     out = ErrorBreakdown(total=total)
     for doc in docs:
-        if tok.state(doc) != "error":
+        if tok.state(doc) is not State.ERROR:
             continue  # the view row was stale: it finished or was reset since
         out.sampled += 1
         code = tok.parse_exit_code(doc.get("exit_code"))
@@ -204,7 +204,7 @@ def break_down_locked(docs: list[dict], total: int, now: float) -> LockedBreakdo
     """Count hosts (with their job), lock ages and expired leases among locked tokens (pure)."""
     out = LockedBreakdown(total=total)
     for doc in docs:
-        if tok.state(doc) != "locked":
+        if tok.state(doc) is not State.LOCKED:
             continue
         out.sampled += 1
         host = doc.get("hostname") or "?"
@@ -268,21 +268,21 @@ def snapshot(client: CouchClient, design: str = defaults.DESIGN, sample: int = D
     whatever the size of the pool.
     """
     now = time.time() if now is None else now
-    counts = {"todo": _state_view(client, design, "todo", 0)[0]}
-    counts["error"], error_docs = _state_view(client, design, "error", sample)
-    counts["locked"], locked_docs = _state_view(client, design, "locked", sample)
-    counts["done"], done_docs = _state_view(client, design, "done", sample if with_rate else 0)
+    counts = {State.TODO: _state_view(client, design, State.TODO, 0)[0]}
+    counts[State.ERROR], error_docs = _state_view(client, design, State.ERROR, sample)
+    counts[State.LOCKED], locked_docs = _state_view(client, design, State.LOCKED, sample)
+    counts[State.DONE], done_docs = _state_view(client, design, State.DONE, sample if with_rate else 0)
     counts = {state: counts[state] for state in STATES}
     rate = Estimate(eta=time_left(None, counts), basis="nothing finished yet" if not finished(counts) else "")
     if with_rate:
         # Done and error are sampled separately, each scaled by its own count.
-        groups = [(finish_times(done_docs), counts["done"]), (finish_times(error_docs), counts["error"])]
+        groups = [(finish_times(done_docs), counts[State.DONE]), (finish_times(error_docs), counts[State.ERROR])]
         if finished(counts):
             rate = estimate_from_samples(groups, now, window)
             rate.eta = time_left(rate.rate, counts)
     return PoolStatus(database=client.database or "", counts=counts, time=now, estimate=rate,
-                      errors=break_down_errors(error_docs, counts["error"]),
-                      locked=break_down_locked(locked_docs, counts["locked"], now))
+                      errors=break_down_errors(error_docs, counts[State.ERROR]),
+                      locked=break_down_locked(locked_docs, counts[State.LOCKED], now))
 
 
 def progress_bar(fraction: float, width: int = 30) -> str:

@@ -22,11 +22,12 @@ from typing import Callable, Iterable, Iterator
 from picas import defaults
 from picas.core import token as tok
 from picas.core.client import CouchClient, chunks
+from picas.core.states import STATES, State
 from picas.errors import InvalidInput, NotFound, TokenNotFound
 from picas.support.durations import parse_duration  # noqa: F401 - re-exported for older callers
 
 #: The views that select tokens by state; their names are the states.
-STATE_VIEWS = ("todo", "locked", "done", "error")
+STATE_VIEWS = tuple(state.value for state in STATES)
 DEFAULT_BATCH = 500
 
 
@@ -232,13 +233,13 @@ def reset_tokens(client: CouchClient, *, view: str | None = None, ids: list[str]
     re-locked it in the meantime wins.  Unknown ids raise TokenNotFound
     before anything is written.
     """
-    _check_view(view, ("locked", "done", "error"))
+    _check_view(view, (State.LOCKED, State.DONE, State.ERROR))
     now = time.time() if now is None else now
 
     def change(doc: dict) -> dict:
         return tok.reset(doc, None, now, f"{reason} (was {tok.state(doc)})")
 
-    return _change_tokens(client, change, lambda doc: tok.state(doc) != "todo", view=view, ids=ids,
+    return _change_tokens(client, change, lambda doc: tok.state(doc) is not State.TODO, view=view, ids=ids,
                           older_than=older_than, dry_run=dry_run, design=design, batch=batch, now=now)
 
 
