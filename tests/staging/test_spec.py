@@ -1,12 +1,14 @@
 """The token's staging fields: templates, validation, and the checksum format (pure: no storage)."""
 from __future__ import annotations
 
+import base64
 import hashlib
 import zlib
 
 import pytest
 
 from picas.errors import InvalidInput
+from picas.staging.backends.webdav import parse_digest
 from picas.staging.checksum import Checksum, digest_chunks, file_digests
 from picas.staging.spec import StageIn, plan_for, recorded_outputs
 
@@ -92,3 +94,12 @@ def test_checksums_match_zlib_and_hashlib_in_one_streaming_pass(tmp_path):
     assert file_digests(path, ["md5", "adler32"]) == digests
     path.write_bytes(data + b"changed")  # a changed file is read again, not served from memory
     assert file_digests(path, ["md5"])["md5"] == hashlib.md5(data + b"changed").hexdigest()
+
+
+def test_storage_checksums_from_rfc3230_digest_headers():
+    data = b"hello"
+    assert parse_digest("ADLER32=62c0215", "adler32") == "062c0215"
+    md5_b64 = base64.b64encode(hashlib.md5(data).digest()).decode()
+    assert parse_digest(f"adler32=062c0215, md5={md5_b64}", "md5") == hashlib.md5(data).hexdigest()
+    assert parse_digest("sha-256=abc", "adler32") is None
+    assert parse_digest("adler32=not-hex", "adler32") is None

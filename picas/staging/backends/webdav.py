@@ -3,9 +3,11 @@
 ``dav://`` means ``http://`` and ``davs://`` means ``https://``, as in gfal2.
 Files stream in 1 MiB chunks both ways, so a file of any size costs little
 memory; a download is checksummed on the way.  Uploads create the missing
-parent folders (MKCOL), send ``If-None-Match: *`` unless overwriting (the
-server then refuses atomically if the name exists: 412), and a failed upload
-is deleted again so that no half-written file stays under the real name.
+parent folders (MKCOL), go to a hidden temporary name and are then renamed
+(MOVE, ``Overwrite: F`` unless overwriting: the server refuses atomically if
+the name is taken), so a broken connection or a dead server never leaves half
+a file under the real name; a server without MOVE gets a direct PUT with
+``If-None-Match: *``, and a failed one is deleted again.
 Redirects (dCache sends reads and writes to a pool) are followed here rather
 than by urllib3, so that a file body is rewound and credentials are chosen
 for the host redirected to.
@@ -32,13 +34,14 @@ import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import SSLError as Urllib3SSLError
 
+from picas.errors import PicasError
 from picas.staging import credentials
 from picas.staging.checksum import CHUNK, Hasher, normalize
 from picas.staging.errors import AccessDenied, DestinationExists, SourceMissing, StagingError, TransferError
 from picas.staging.storage import Cancel, RemoteFile, Storage
 from picas.support.credentials import redact_url
 
-__all__ = ["WebDavStorage", "http_url"]
+__all__ = ["WebDavStorage", "http_url", "parse_digest"]
 
 _SCHEMES = {"http": "http", "https": "https", "dav": "http", "davs": "https"}
 _REDIRECTS = (301, 302, 303, 307, 308)
@@ -58,6 +61,24 @@ def _parent(url: str) -> str:
     path = parts.path.rstrip("/")
     parent = path.rsplit("/", 1)[0] + "/"
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parent, "", ""))
+
+
+def parse_digest(header: str, algorithm: str) -> str | None:
+    """The ``algorithm`` value of an RFC 3230 ``Digest`` header, as canonical hex; None if absent or malformed.
+
+    dCache and XRootD answer ``adler32=0a3f11c2``; md5 comes in base64, as the RFC has it.
+    """
+    for part in header.split(","):
+        name, _, value = part.strip().partition("=")
+        if name.strip().lower() != algorithm or not value:
+            continue
+        try:
+            if algorithm == "md5" and len(value) != 32:
+                value = base64.b64decode(value, validate=True).hex()
+            return normalize(algorithm, value)
+        except (ValueError, binascii.Error, PicasError):
+            return None
+    return None
 
 
 def _finish(response, complete: bool) -> None:
@@ -303,17 +324,7 @@ class WebDavStorage(Storage):
         response = self._request("HEAD", url, timeout, headers={"Want-Digest": algorithm})
         if response.status != 200:
             raise self._fail(response, url, "HEAD")
-        for part in (response.headers.get("Digest") or "").split(","):
-            name, _, value = part.strip().partition("=")
-            if name.strip().lower() != algorithm or not value:
-                continue
-            try:
-                if algorithm == "md5" and len(value) != 32:  # RFC 3230 sends md5 in base64
-                    value = base64.b64decode(value).hex()
-                return normalize(algorithm, value)
-            except (ValueError, binascii.Error, StagingError, Exception):
-                return None
-        return None
+        return parse_digest(response.headers.get("Digest") or "", algorithm)
 
     def read(self, url: str, timeout: float) -> Iterator[bytes]:
         response = self._request("GET", url, timeout, stream=True)
