@@ -8,7 +8,6 @@ page the same few kilobytes as 10^2.  Times are epoch seconds.
 """
 from __future__ import annotations
 
-import bisect
 import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -82,28 +81,32 @@ def progress(docs: Iterable[dict], win: Window, tries_of: dict[int, list[Attempt
     """Tokens per state at the end of each interval (tokens pushed later are not yet counted).
 
     ``tries_of`` may map ``id(doc)`` to the token's attempts, when the caller has them already.
+    Each change of state is added to the first interval end at or after it and the counts are
+    summed up once: no sorting, so 10^5 tokens cost a few hundred milliseconds.
     """
-    deltas: dict[str, list[tuple[float, int]]] = defaultdict(list)
+    bins = win.bins
+    diff = {state: [0] * bins for state in STATES}
+    known = tries_of or {}
     for doc in docs:
         previous = None
-        for when, state in transitions(doc, win.start, (tries_of or {}).get(id(doc))):
+        for when, state in transitions(doc, win.start, known.get(id(doc))):
             if state == previous:
                 continue
-            if previous is not None:
-                deltas[previous].append((when, -1))
-            deltas[state].append((when, +1))
+            k = max(0, math.ceil((when - win.start) / win.step) - 1)
+            if k < bins:
+                if previous in diff:
+                    diff[previous][k] -= 1
+                if state in diff:
+                    diff[state][k] += 1
             previous = state
-    edges = win.edges()[1:]
     series = {}
     for state in STATES:
-        events = sorted(deltas.get(state, []))
-        times = [t for t, _ in events]
-        running, sums = 0, []
-        for _, change in events:
-            running += change
-            sums.append(running)
-        series[state] = [sums[i - 1] if i else 0 for i in (bisect.bisect_right(times, t) for t in edges)]
-    return {"times": edges, "series": series}
+        total, values = 0, []
+        for change in diff[state]:
+            total += change
+            values.append(total)
+        series[state] = values
+    return {"times": win.edges()[1:], "series": series}
 
 
 def throughput(tries: Iterable[Attempt], win: Window) -> dict:
