@@ -10,6 +10,7 @@ import json
 import click
 
 from picas.core import database
+from picas.core.views import describe_design
 from picas.cli.options import connection_options, make_client
 from picas.config import Settings
 
@@ -71,8 +72,7 @@ def info_cmd(settings: Settings, as_json: bool) -> None:
     if not details["designs"]:
         click.echo("Views      none (create them with 'picas views create')")
     for design in details["designs"]:
-        condition = f" where {design['condition']}" if design.get("condition") else ""
-        click.echo(f"Views      _design/{design['design']}: {', '.join(design['views'])}{condition}")
+        click.echo(f"Views      {describe_design(design)}")
 
 
 @db.command("delete")

@@ -12,7 +12,7 @@ import click
 from picas.core import database
 from picas.cli.options import connection_options, design_option, make_client
 from picas.config import Settings
-from picas.core.views import deploy, design_document, list_designs
+from picas.core.views import deploy, describe_design, design_document, list_designs
 
 
 @click.group("views")
@@ -73,5 +73,4 @@ def list_cmd(settings: Settings, as_json: bool) -> None:
     if not designs:
         click.echo("No design documents (create them with 'picas views create').")
     for entry in designs:
-        condition = f"  [where {entry['condition']}]" if entry.get("condition") else ""
-        click.echo(f"_design/{entry['design']}: {', '.join(entry['views'])}{condition}")
+        click.echo(describe_design(entry))

@@ -141,3 +141,9 @@ def list_designs(client: CouchClient) -> list[dict]:
         out.append({"design": row.id.split("/", 1)[1], "views": sorted((doc.get("views") or {}).keys()),
                     "condition": doc.get("picas_condition")})
     return out
+
+
+def describe_design(entry: dict) -> str:
+    """One line for an entry of :func:`list_designs`: ``_design/Cores4: done, error, ... (where doc.cores == 4)``."""
+    condition = f" (where {entry['condition']})" if entry.get("condition") else ""
+    return f"_design/{entry['design']}: {', '.join(entry['views'])}{condition}"
