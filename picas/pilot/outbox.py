@@ -20,6 +20,7 @@ import socket
 import time
 from typing import Callable
 
+from picas import defaults
 from picas.core import token as tok
 from picas.core.claim import Carried
 from picas.core.client import CouchClient
@@ -37,7 +38,7 @@ class Outbox:
 
     def __init__(self, client: CouchClient, who: tok.PilotIdentity, journal: ResultJournal, guard: OutageGuard,
                  report: PilotReport, on_event: Callable[[str, dict, dict], None], *, carry: bool = True,
-                 batch: int = 1, heartbeat: float = 60.0) -> None:
+                 batch: int = defaults.PREFETCH, heartbeat: float = defaults.HEARTBEAT) -> None:
         self.client = client
         self.who = who
         self.journal = journal

@@ -8,6 +8,7 @@ import time
 
 from picas.core import token as tok
 from picas.core.client import CouchClient
+from picas.defaults import DESIGN
 from picas.pilot.loop import Pilot, PilotConfig
 from tests.helpers import client_for, overview, push
 
@@ -116,7 +117,7 @@ def test_binary_output_and_huge_output_are_kept_within_the_cap(couch_server, db_
     [huge] = push(client, ["echo first; head -c 30000000 /dev/zero | tr '\\0' x; echo; echo last"], prefix="huge_")
     report = _pilot(client, tmp_path, log_cap=64 * 1024).run()
     assert report.done == 2
-    [binary] = [r.id for r in client.view("Monitor", "done") if r.id.startswith("bin_")]
+    [binary] = [r.id for r in client.view(DESIGN, "done") if r.id.startswith("bin_")]
     assert client.get_attachment(binary, f"logs_{binary}.out") == b"bin\xff\xfe\x00end"
     log = client.get_attachment(huge, f"logs_{huge}.out")
     assert len(log) < 70 * 1024 and log.startswith(b"first\n") and log.endswith(b"last\n")
