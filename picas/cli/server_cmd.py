@@ -67,21 +67,15 @@ def server_from_state(state: dict[str, Any]) -> local.LocalServer:
     )
 
 
-def record_in_config(url: str, password: str, previous_url: str | None) -> tuple[str, Path] | None:
+def record_in_config(url: str, password: str, previous_url: str | None) -> tuple[str, Path]:
     """Store the connection in the picas config so that other commands need no options.
 
     The default profile is only claimed when it has no URL yet (or already
     points at this local server); a user who configured a real CouchDB keeps
     it as the default and gets the local server as profile ``local``.
     """
-    try:
-        from picas import config as picas_config
-    except ModuleNotFoundError as exc:  # the config module ships with picas; tolerate a partial checkout
-        if exc.name != "picas.config":
-            raise
-        click.echo("picas: warning: picas.config is not available; the server's credentials were not "
-                   f"recorded (they are in {state_path()})", err=True)
-        return None
+    from picas import config as picas_config
+
     data = picas_config.load_file(picas_config.config_path())
     profiles = data.get("profiles") or {}
     active = data.get("default_profile") or "default"
@@ -174,16 +168,12 @@ def start(port: int | None, host: str | None, data_dir: Path | None, in_memory: 
         "password": password,
     })
     save_state(state)
-    recorded = record_in_config(chosen.url, password, previous_url)
+    profile, path = record_in_config(chosen.url, password, previous_url)
 
     click.echo(f"pouchdb-server is running at {chosen.url} (pid {chosen.pid})")
     click.echo(f"  data:  {'in memory (lost on stop)' if chosen.in_memory else chosen.data_dir}")
     click.echo(f"  log:   {chosen.log_file}")
-    if recorded is not None:
-        profile, path = recorded
-        click.echo(f"  login: user '{ADMIN_USER}', saved with the URL in profile '{profile}' of {path}")
-    else:
-        click.echo(f"  login: user '{ADMIN_USER}', password in {state_path()}")
+    click.echo(f"  login: user '{ADMIN_USER}', saved with the URL in profile '{profile}' of {path}")
 
 
 @server.command("stop")
