@@ -40,6 +40,7 @@ import urllib3
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (ConnectTimeoutError, InsecureRequestWarning, NewConnectionError,
                                 ReadTimeoutError)
+from urllib3.util.ssl_ import create_urllib3_context
 
 from picas import __version__
 from picas.errors import ConfigError
@@ -164,20 +165,22 @@ def _ssl_context(verify: bool | str) -> ssl.SSLContext:
 
     A directory is what grid sites keep their CAs in (``/etc/grid-security/certificates``):
     one PEM file per CA named by its subject hash, looked up when a certificate is checked.
+    The context is urllib3's own, so that each urllib3 version checks host names its way.
     """
     if verify is False:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
+        return create_urllib3_context(cert_reqs=ssl.CERT_NONE)
+    context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
     if isinstance(verify, str):
         if urllib.parse.urlsplit(verify).scheme:
             raise ValueError(f"CA bundle must be a file or directory path, not {verify!r}")
         path = os.path.expanduser(verify)
         if os.path.isdir(path):
-            return ssl.create_default_context(capath=path)
-        return ssl.create_default_context(cafile=path)
-    return ssl.create_default_context()
+            context.load_verify_locations(capath=path)
+        else:
+            context.load_verify_locations(cafile=path)
+    else:
+        context.load_default_certs()
+    return context
 
 
 def _environment_proxy(scheme: str, host: str) -> str | None:
