@@ -78,17 +78,28 @@ class Outbox:
 
         A carried result that met a 409 (a heartbeat renewed the lease in
         between, or the lock was lost) is saved again by :func:`save_results`,
-        which lets the stored token decide, as for any result.  The claim's
-        own outcome (tokens, or an exception) passes through unchanged.
+        which lets the stored token decide, as for any result.  When the claim
+        is tried again through an outage, only the results not yet saved go
+        with it.  The claim's own outcome (tokens, or an exception) passes
+        through unchanged.
         """
-        carried = Carried(self._waiting)
-        self._waiting = []
+        remaining, self._waiting = self._waiting, []
+        saved: list[dict] = []
+
+        def attempt() -> list[dict]:
+            nonlocal remaining
+            carried = Carried(remaining)
+            try:
+                return claim(carried)
+            finally:
+                ok = {id(body) for body, result in carried.results if result.ok}
+                saved.extend(body for body in remaining if id(body) in ok)
+                remaining = [body for body in remaining if id(body) not in ok]
+
         try:
-            return self.guard(lambda: claim(carried), "claiming", pending=carried.bodies)
+            return self.guard(attempt, "claiming", pending=remaining)
         finally:
-            saved_ids = {id(body) for body, result in carried.results if result.ok}
-            saved = [body for body in carried.bodies if id(body) in saved_ids]
-            self._waiting = [body for body in carried.bodies if id(body) not in saved_ids] + self._waiting
+            self._waiting = remaining + self._waiting
             for body in saved:
                 self._bases.pop(body["_id"], None)
             self._record(saved, [SaveOutcome.SAVED] * len(saved))

@@ -56,12 +56,14 @@ class FailsAfterCarrying:
         self.claimer = claimer
         self.failures = failures
         self.carried_saved = 0
+        self.saved_before_failure: list[str] = []
 
     def claim_batch(self, k: int, *, carry: Carried | None = None) -> list[dict]:
         claimed = self.claimer.claim_batch(k, carry=carry)
         self.carried_saved += sum(1 for _, result in (carry.results if carry else []) if result.ok)
         if self.failures and carry and carry.results:
             self.failures -= 1
+            self.saved_before_failure += [body["_id"] for body, result in carry.results if result.ok]
             for doc in claimed:  # give the claims back, as a lost answer would leave them to a scrub
                 self.claimer.client.save(tok.reset(doc, None, time.time(), "test", count_scrub=False))
             raise ServerUnavailable("the answer to the claim was lost")
@@ -100,6 +102,8 @@ def test_carried_results_saved_before_the_claim_failed_are_counted_once(couch_se
     assert source.carried_saved >= 1, "a result went with a claim whose answer was then lost"
     assert report.processed == 3 and report.done == 3, "each result counted once, none lost"
     assert overview(client) == {"done": 3}
+    for token_id in source.saved_before_failure:  # pushed, locked, done: the retried claim did not write it again
+        assert client.get(token_id)["_rev"].startswith("3-")
 
 
 def test_an_injected_journal_is_the_one_the_pilot_reads_and_writes(couch_server, db_name, tmp_path):
