@@ -46,6 +46,21 @@ if ! dpkg -s python3-gfal2 gfal2-plugin-file gfal2-plugin-http >/dev/null 2>&1; 
     fi
 fi
 
+# Apache CouchDB 3.4 (single node and a 3-node cluster, from the relocatable build in ../shared/couchdb)
+# needs these Debian runtime libraries; the build carries its own Erlang.
+if ! dpkg -s libicu72 libssl3 curl >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "== installing the CouchDB runtime packages (Debian) for the CouchDB tests"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libicu72 libssl3 curl >/dev/null
+    elif [ "${CI:-}" = "true" ]; then
+        echo "test.sh: error: CI needs root to install libicu72 libssl3 curl for the CouchDB tests" >&2
+        exit 1
+    else
+        echo "== not root and no libicu72/libssl3/curl: the CouchDB tests will be skipped"
+    fi
+fi
+
 if [ "$(id -u)" = 0 ]; then
     echo "== starting a single-node Slurm"
     bash scripts/slurm-up.sh

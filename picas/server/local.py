@@ -1,12 +1,11 @@
 """A managed local CouchDB-compatible server, so a laptop needs neither CouchDB nor Docker.
 
-Apache CouchDB is rarely at hand on a laptop or a CI runner, but Node.js is.
-pouchdb-server (PouchDB on Node, from npm) speaks enough of the CouchDB HTTP API
-for picas: documents, ``_bulk_docs``, JavaScript map/reduce views, ``_security``
-and basic auth.  This module installs it once per user, and starts, watches and
-stops one instance per data directory.  The command line (``picas server``)
-and the test fixtures both go through :class:`LocalServer`, so there is one way
-to run a server and it is exercised by every test run.
+pouchdb-server (PouchDB on Node, from npm; installed by :mod:`picas.server.install`)
+speaks enough of the CouchDB HTTP API for picas: documents, ``_bulk_docs``,
+JavaScript map/reduce views, ``_security`` and basic auth.  This module starts,
+watches and stops one instance per data directory.  The command line (``picas
+server``) and the test fixtures both go through :class:`LocalServer`, so there
+is one way to run a server and it is exercised by every test run.
 
 Quirks of pouchdb-server 4.2.0 that shape this code:
 
@@ -19,226 +18,36 @@ Quirks of pouchdb-server 4.2.0 that shape this code:
   that happens to listen on the same port);
 * with ``-n`` a taken port makes it die with ``TypeError: stopTailingLog is not
   a function`` instead of its own message, so the port is checked beforehand
-  and that crash is translated.
+  and that crash is translated;
+* one request from anyone could kill it: a database-level ``PUT`` or
+  ``DELETE`` by a non-admin once an admin exists, or ``_changes?filter=_selector``.
+  On a shared login node any local user could stop the pool that way.  The
+  process therefore runs with ``guard.js`` preloaded (``NODE_OPTIONS``), which
+  answers those requests as CouchDB would (401, 403, 400) before
+  pouchdb-server sees them, and keeps the process serving if anything else
+  throws.  Pilots see no outage: the server never goes down for them.
 """
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import quote
 
 from picas.errors import LocalServerError
 from picas.core.http import Transport, TransportError
-from picas.support import files, procgroup
+from picas.server.install import (POUCHDB_SERVER_PACKAGE, POUCHDB_SERVER_VERSION, data_home,  # noqa: F401
+                                  find_binary, install, is_installed)
+from picas.server.runtime import (GUARD, _tail, free_port, guarded_environment, process_alive,  # noqa: F401
+                                  settle_writes, write_private_file)
 
-POUCHDB_SERVER_VERSION = "4.2.0"
-POUCHDB_SERVER_PACKAGE = f"pouchdb-server@{POUCHDB_SERVER_VERSION}"
-
-_INSTALL_MARKER = ".picas-installed"
-_NPM_TIMEOUT = 900.0
 _PORT_IN_USE_SIGNS = ("EADDRINUSE", "stopTailingLog is not a function", "already in use")
-
-
-def data_home() -> Path:
-    """Return the per-user directory where picas keeps the server, its data and its state.
-
-    Follows the XDG base directory convention so that it lands where users
-    expect data (not configuration) to live; ``$PICAS_DATA_HOME`` overrides it,
-    which is what tests and shared machines use to keep installations apart.
-    """
-    explicit = os.environ.get("PICAS_DATA_HOME")
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_DATA_HOME")
-    if xdg and Path(xdg).is_absolute():  # the XDG spec says relative values are to be ignored
-        return Path(xdg) / "picas"
-    return Path.home() / ".local" / "share" / "picas"
-
-
-def _install_prefix() -> Path:
-    return data_home() / "pouchdb-server"
-
-
-def _installed_binary(prefix: Path) -> Path:
-    return prefix / "node_modules" / ".bin" / "pouchdb-server"
-
-
-def is_installed() -> bool:
-    """Tell whether the per-user pouchdb-server is installed, so callers can warn before a slow install.
-
-    A marker written after npm succeeded is required, so that an install that
-    was interrupted half-way is redone instead of being trusted.
-    """
-    prefix = _install_prefix()
-    marker = prefix / _INSTALL_MARKER
-    try:
-        version = marker.read_text().strip()
-    except OSError:
-        return False
-    return version == POUCHDB_SERVER_VERSION and _installed_binary(prefix).exists()
-
-
-@contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """Serialise installs: two first-use starts (say, parallel test runs) must not run npm at once."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "a")
-    except OSError as exc:
-        raise LocalServerError(f"cannot write to {path.parent}: {exc.strerror or exc}",
-                               hint="set PICAS_DATA_HOME to a writable directory") from None
-    with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _last_meaningful_line(text: str) -> str:
-    """Pick the line of npm's stderr that says what went wrong, not where its debug log is."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    useful = [line for line in lines if "complete log of this run" not in line]
-    return (useful or lines or ["(no output)"])[-1]
-
-
-def install(quiet: bool = False) -> Path:
-    """Install pouchdb-server with npm into the per-user data home, once, and return its executable.
-
-    ``--ignore-scripts`` matters: without it npm compiles sqlite3 from source
-    for minutes, while the LevelDB backend picas uses ships prebuilt.  The
-    install goes into its own prefix with its own package.json so that npm
-    does not wander up to some parent directory's package.json.
-    """
-    prefix = _install_prefix()
-    binary = _installed_binary(prefix)
-    if is_installed():
-        return binary
-    node = shutil.which("node")
-    npm = shutil.which("npm")
-    if node is None or npm is None:
-        missing = " and ".join(name for name, found in (("node", node), ("npm", npm)) if found is None)
-        raise LocalServerError(
-            f"cannot install pouchdb-server: {missing} not found on PATH",
-            hint="install Node.js 18 or newer (it brings npm), "
-                 "or set PICAS_POUCHDB_SERVER to a pouchdb-server executable",
-        )
-    with _file_lock(prefix / ".install.lock"):
-        if is_installed():  # another process finished the install while we waited for the lock
-            return binary
-        package_json = prefix / "package.json"
-        if not package_json.exists():
-            package_json.write_text(json.dumps({
-                "name": "picas-local-server",
-                "private": True,
-                "description": "pouchdb-server installed by picas; safe to delete",
-            }, indent=2) + "\n")
-        if not quiet:
-            print(f"picas: installing {POUCHDB_SERVER_PACKAGE} with npm into {prefix} "
-                  f"(first use only, takes about 30 s)...", file=sys.stderr, flush=True)
-        command = [npm, "install", "--ignore-scripts", "--no-audit", "--no-fund", "--prefix", str(prefix),
-                   POUCHDB_SERVER_PACKAGE]
-        try:
-            result = subprocess.run(command, cwd=prefix, capture_output=True, text=True, timeout=_NPM_TIMEOUT,
-                                    stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            raise LocalServerError(
-                f"npm install {POUCHDB_SERVER_PACKAGE} did not finish within {_NPM_TIMEOUT:.0f} s",
-                hint="check the network connection to the npm registry",
-            ) from None
-        except OSError as exc:
-            raise LocalServerError(f"could not run npm ({npm}): {exc}") from exc
-        if result.returncode != 0:
-            raise LocalServerError(
-                f"npm install {POUCHDB_SERVER_PACKAGE} failed (exit {result.returncode}): "
-                f"{_last_meaningful_line(result.stderr or result.stdout)}",
-                hint="check the network connection to the npm registry, or set PICAS_POUCHDB_SERVER",
-            )
-        if not binary.exists():
-            raise LocalServerError(f"npm install {POUCHDB_SERVER_PACKAGE} succeeded but {binary} is missing")
-        (prefix / _INSTALL_MARKER).write_text(POUCHDB_SERVER_VERSION + "\n")
-    if not quiet:
-        print(f"picas: installed {binary}", file=sys.stderr, flush=True)
-    return binary
-
-
-def find_binary(install_if_missing: bool = True) -> Path:
-    """Return the pouchdb-server executable to run, installing it on first use.
-
-    ``$PICAS_POUCHDB_SERVER`` wins so that CI images and shared installs can
-    point at a copy they prepared; it may be a path or a command name on PATH.
-    """
-    explicit = os.environ.get("PICAS_POUCHDB_SERVER")
-    if explicit:
-        found = shutil.which(os.path.expanduser(explicit))
-        if found is None:
-            raise LocalServerError(
-                f"PICAS_POUCHDB_SERVER={explicit} is not an executable file",
-                hint="point it at a pouchdb-server executable, or unset it to use the per-user install",
-            )
-        return Path(found)
-    if is_installed():
-        return _installed_binary(_install_prefix())
-    if not install_if_missing:
-        raise LocalServerError("pouchdb-server is not installed yet", hint="run 'picas server install'")
-    return install()
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port that was free a moment ago, for servers that must not collide (tests, CI)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def _tail(path: Path, offset: int = 0, lines: int = 12) -> str:
-    """The last lines a process wrote, so that an error message carries its own evidence."""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            text = handle.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    kept = [line.rstrip() for line in text.splitlines() if line.strip()]
-    return "\n".join(kept[-lines:])
-
-
-def write_private_file(path: Path, text: str) -> None:
-    """Write a file readable by its owner only, atomically, because it holds a password."""
-    files.write_private(path, text)
-
-
-def process_alive(pid: int, expect_in_cmdline: str | None = None) -> bool:
-    """Whether ``pid`` is a live process, still the one we started (see :mod:`picas.support.procgroup`)."""
-    return procgroup.process_alive(pid, expect_in_cmdline)
-
-
-def _scan(directory: Path) -> list[os.DirEntry]:
-    try:
-        with os.scandir(directory) as entries:
-            return list(entries)
-    except OSError:
-        return []
-
-
-def _mtime(entry: os.DirEntry) -> float:
-    try:
-        return entry.stat(follow_symlinks=False).st_mtime
-    except OSError:  # compaction may remove a file between listing and stat
-        return 0.0
 
 
 class LocalServer:
@@ -452,7 +261,8 @@ class LocalServer:
             log.flush()
             try:
                 proc = subprocess.Popen(command, cwd=self.data_dir, stdin=subprocess.DEVNULL, stdout=log,
-                                        stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+                                        stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
+                                        env=guarded_environment())
             except OSError as exc:
                 raise LocalServerError(
                     f"cannot run {binary}: {exc.strerror or exc}",
@@ -586,28 +396,8 @@ class LocalServer:
         self._forget_process()
         return True
 
-    def _settle_writes(self, quiet: float = 0.3, limit: float = 3.0) -> None:
-        """Wait until the database files have been quiet for ``quiet`` s (at most ``limit`` s).
-
-        pouchdb-server registers a new database in its ``pouch__all_dbs__``
-        index asynchronously, after answering 201, and dies on SIGTERM without
-        finishing pending writes: a database created just before a stop is
-        gone after the restart (404 ``no_db_file``; measured).  Waiting for
-        the files to stop changing lets that write land.
-        """
-        ignored = {self.LOG_FILE, self.PID_FILE, self.CONFIG_FILE, "log.txt"}
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            newest = 0.0
-            for entry in _scan(self.data_dir):
-                if entry.name in ignored:
-                    continue
-                newest = max(newest, _mtime(entry))
-                if entry.is_dir(follow_symlinks=False):
-                    newest = max([newest, *(_mtime(item) for item in _scan(Path(entry.path)))])
-            if time.time() - newest >= quiet:
-                return
-            time.sleep(0.05)
+    def _settle_writes(self) -> None:
+        settle_writes(self.data_dir, {self.LOG_FILE, self.PID_FILE, self.CONFIG_FILE, "log.txt"})
 
     def restart(self, wait: float = 30) -> None:
         """Stop (if running) and start again; an in-memory server comes back empty."""
