@@ -1,7 +1,7 @@
 #!/bin/sh
 # picas pilot start script for grid worker nodes (DIRAC runs it as: /bin/sh picas-pilot.sh ARGS).
 #
-#   sh picas-pilot.sh [--python PATH] [--index N] [--] [picas run options...]
+#   sh picas-pilot.sh [--python PATH] [--site-packages] [--index N] [--] [picas run options...]
 #
 # It runs a picas pilot from the files next to it, and nothing else:
 #   picas.pyz          picas with its pure-Python dependencies (a zipapp)
@@ -12,7 +12,8 @@
 # A worker node has no shared file system and no pip, and its python3 may be as old as 3.9
 # (EL9).  The interpreter is the one given with --python (e.g. from CVMFS), or the first of
 # python3.14 ... python3.9, python3 on PATH that is 3.9 or newer.  picas runs isolated from the
-# node's site-packages and PYTHON* variables (-I -S), so only the zipapp's copies are imported.
+# node's site-packages and PYTHON* variables (-I -S), so only the zipapp's copies are imported;
+# --site-packages lets it see the node's own packages too (gfal2 for staging, say), after them.
 #
 # The pilot's own log (each token it ran, its summary) is picas-pilot.log; the job's stdout
 # holds this script's lines and the pilot's summary.  TERM, INT and USR1 are passed on to the
@@ -27,6 +28,7 @@ cd "$here" || exit 4
 log="$here/picas-pilot.log"
 python=""
 index=""
+isolation="-I -S"
 
 say() {
     line="$(date -u +%Y-%m-%dT%H:%M:%SZ) picas-pilot${index:+[$index]}: $*"
@@ -47,6 +49,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --python) [ $# -ge 2 ] || fail 2 "--python needs a path"; python=$2; shift 2 ;;
         --python=*) python=${1#--python=}; shift ;;
+        --site-packages) isolation="-I"; shift ;;
         --index) [ $# -ge 2 ] || fail 2 "--index needs a value"; index=$2; shift 2 ;;
         --index=*) index=${1#--index=}; shift ;;
         --) shift; break ;;
@@ -94,6 +97,7 @@ mkdir -p "$TMPDIR" "$here/picas-work" || fail 4 "cannot create $TMPDIR or $here/
 
 version=$("$python" -I -S -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')
 say "python $python ($version) on $(uname -n), job ${DIRACJOBID:-?}, sandbox $here"
+[ "$isolation" = "-I" ] && say "the node's site-packages are visible to picas (--site-packages)"
 
 if [ -f "$here/picas-setup.sh" ]; then
     say "running picas-setup.sh"
@@ -114,7 +118,8 @@ trap 'forward TERM' INT
 trap 'forward USR1' USR1
 
 say "starting: picas run $*"
-"$python" -I -S "$here/picas.pyz" run --workdir "$here/picas-work" "$@" >>"$log" 2>&1 &
+# shellcheck disable=SC2086  # $isolation is one or two flags
+"$python" $isolation "$here/picas.pyz" run --workdir "$here/picas-work" "$@" >>"$log" 2>&1 &
 pilot_pid=$!
 status=""
 while :; do

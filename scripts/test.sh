@@ -46,6 +46,20 @@ if ! dpkg -s python3-gfal2 gfal2-plugin-file gfal2-plugin-http >/dev/null 2>&1; 
     fi
 fi
 
+# strace (the grid sandbox test lists every file a pilot opens) and a C compiler (the grid example's payload).
+if ! command -v strace >/dev/null 2>&1 || ! command -v cc >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "== installing strace and gcc (Debian) for the grid tests"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends strace gcc libc6-dev >/dev/null
+    elif [ "${CI:-}" = "true" ]; then
+        echo "test.sh: error: CI needs root to install strace and gcc for the grid tests" >&2
+        exit 1
+    else
+        echo "== not root and no strace or cc: the grid tests that need them will be skipped"
+    fi
+fi
+
 # Apache CouchDB 3.4 (single node and a 3-node cluster, from the relocatable build in ../shared/couchdb)
 # needs these Debian runtime libraries; the build carries its own Erlang.
 if ! dpkg -s libicu72 libssl3 curl >/dev/null 2>&1; then

@@ -217,6 +217,10 @@ def collect(cache: Path, deps_dir: Path | None = None, python: tuple[int, int] =
         seen.add(_normal(name))
         dist = _find_in(deps_dir, name) if deps_dir is not None else None
         if dist is not None:
+            needs = dist.metadata["Requires-Python"]
+            if not allows(needs, python):
+                raise PicasError(f"{deps_dir} has {name} {dist.version}, which needs Python {needs}, not {dotted}",
+                                 hint=f"put a version of {name} that runs on Python {dotted} there")
             result.used.append(f"{name} {dist.version} (from {deps_dir})")
         else:
             try:

@@ -68,6 +68,8 @@ OPTIONS: tuple[Option, ...] = (
            metavar="NAME"),
     Option("python", "Python on the worker nodes, e.g. from CVMFS [default: the newest python3.x >= 3.9 "
            "on PATH].", metavar="PATH"),
+    Option("site_packages", "Let picas on the worker nodes import the node's own Python packages too (e.g. "
+           "gfal2 for staging); by default it sees only what the sandbox carries.", "flag", default=False),
     Option("input_file", "A file of yours the pilots need, put in the sandbox (repeatable); payloads find "
            "it in $PICAS_SANDBOX.", "path", multiple=True, metavar="FILE"),
     Option("setup", "Shell line run in the sandbox before the pilot, e.g. 'cc -O2 -o prog prog.c' "
@@ -163,7 +165,8 @@ class DiracScheduler(Scheduler):
             cpu_time=int(cpu_time) if cpu_time is not None else None,
             tags=list(opts.get("tag") or ()), number_of_processors=opts.get("number_of_processors"),
             platform=opts.get("platform"), start_script=sandbox.START_SCRIPT,
-            start_args=["--python", str(opts["python"])] if opts.get("python") else [],
+            start_args=[*(["--python", str(opts["python"])] if opts.get("python") else []),
+                        *(["--site-packages"] if opts.get("site_packages") else [])],
             pilot_args=list(request.pilot_args), input_sandbox=[n for n in input_sandbox if n != sandbox.START_SCRIPT])
 
     def build(self, request: PilotRequest) -> DiracSubmission:

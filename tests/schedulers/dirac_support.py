@@ -107,3 +107,24 @@ def admin_env(server, db_name: str, **extra: str) -> dict:
            "PICAS_PASSWORD": password, "PICAS_CONFIG": "/nonexistent/picas-test-conf.yml"}
     env.update(extra)
     return env
+
+
+@pytest.fixture
+def grid(tmp_path, monkeypatch):
+    """The stand-in DIRAC commands on PATH, with their state in a fresh directory; yields that directory.
+
+    Its jobs run with ``worker_path``: Python 3.9 as the only Python.  Every
+    job still running at the end of the test is killed.
+    """
+    from tests.schedulers.dirac_standin import standin
+
+    require_diraccommon()
+    state = tmp_path / "dirac-state"
+    state.mkdir()
+    monkeypatch.setenv("DIRAC_STANDIN_HOME", str(state))
+    monkeypatch.setenv("DIRAC_STANDIN_JOB_PATH", worker_path(tmp_path / "node"))
+    monkeypatch.setenv("PATH", f"{STANDIN_DIR}{os.pathsep}{os.environ['PATH']}")
+    yield state
+    jobs = state / "jobs"
+    if jobs.exists():
+        standin.kill([p.name for p in jobs.iterdir()])

@@ -9,33 +9,19 @@ set) and answer in DIRAC's formats.  The pool is a real pouchdb-server.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from picas.cli import main
 from picas.pool import registry
 from tests.helpers import client_for, overview, push, wait_for
 from tests.schedulers.dirac_standin import standin
-from tests.schedulers.dirac_support import (STANDIN_DIR, admin_env, credential_file, require_diraccommon,
-                                            worker_path)
+from tests.schedulers import dirac_support
+from tests.schedulers.dirac_support import admin_env, credential_file
 
-
-@pytest.fixture
-def grid(tmp_path, monkeypatch):
-    """The stand-in DIRAC commands on PATH, with their state in a fresh directory."""
-    require_diraccommon()
-    state = tmp_path / "dirac-state"
-    state.mkdir()
-    monkeypatch.setenv("DIRAC_STANDIN_HOME", str(state))
-    monkeypatch.setenv("DIRAC_STANDIN_JOB_PATH", worker_path(tmp_path / "node"))
-    monkeypatch.setenv("PATH", f"{STANDIN_DIR}{os.pathsep}{os.environ['PATH']}")
-    yield state
-    jobs = state / "jobs"
-    if jobs.exists():  # no pilot outlives its test
-        standin.kill([p.name for p in jobs.iterdir()])
+#: The stand-in DIRAC commands on PATH (a pytest fixture).
+grid = dirac_support.grid
 
 
 def _run(args: list[str], server, db_name: str) -> str:

@@ -71,3 +71,15 @@ def test_a_missing_sandbox_file_is_named(sandbox, tmp_path):
     (sandbox / "picas-pilot.yml").unlink()
     proc = _run(sandbox, worker_path(tmp_path / "node"))
     assert proc.returncode == 4 and "picas-pilot.yml is missing from the sandbox" in proc.stderr
+
+
+def test_the_node_s_site_packages_are_opt_in(sandbox, couch_server, db_name, tmp_path):
+    client = client_for(couch_server, db_name)
+    push(client, ["echo one"])
+    path = worker_path(tmp_path / "node")
+    isolated = _run(sandbox, path, "--max-tasks", "1")
+    assert isolated.returncode == 0 and "site-packages are visible" not in isolated.stdout
+    push(client, ["echo two"])
+    opened = _run(sandbox, path, "--site-packages", "--")
+    assert opened.returncode == 0 and "site-packages are visible to picas" in opened.stdout
+    assert overview(client) == {"done": 2}
