@@ -3,6 +3,8 @@
 Each ends with every token done or error exactly once (counted through the
 payloads' side effects) and no result lost.
 """
+from __future__ import annotations
+
 import os
 import signal
 import time
