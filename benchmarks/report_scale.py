@@ -29,17 +29,21 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import os
 import random
 import resource
 import subprocess
 import sys
 import time
+import urllib.parse
+import uuid
 from pathlib import Path
+from typing import Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import emit, fresh_server, log, make_pool, scratch  # noqa: E402
+from common import ServerURL, emit, fresh_server, log, make_pool, scratch  # noqa: E402
 from picas.core import token as tok  # noqa: E402
 from picas.pilot import record  # noqa: E402
 from picas.report.build import build  # noqa: E402
@@ -105,62 +109,99 @@ def pilot_records(client, who: list[tok.PilotIdentity], now: float) -> None:
     assert all(r.ok for r in client.bulk_save(docs))
 
 
-def measure(count: int) -> dict:
+@contextlib.contextmanager
+def server(url: str | None) -> Iterator[ServerURL]:
+    """A fresh pouchdb-server, or the server at ``url`` (e.g. Apache CouchDB; a database is made and dropped)."""
+    if url is None:
+        with fresh_server() as fresh:
+            yield fresh
+        return
+    yield ServerURL(url)
+
+
+def measure(count: int, url: str | None) -> dict:
     now = time.time()
     who = pilots(now)
-    with fresh_server() as url, scratch("picas-report-bench-") as tmp:
+    db = f"bench_report_{uuid.uuid4().hex[:8]}"
+    with server(url) as url, scratch("picas-report-bench-") as tmp:
         log(f"{count:,} tokens: building the pool")
-        client, push_seconds = make_pool(url, "bench", count, shape=shaper(count, now, who))
-        pilot_records(client, who, now)
-        env = {**os.environ, "PICAS_HOST_URL": str(url), "PICAS_DATABASE": "bench",
-               "PICAS_CONFIG": "/nonexistent/picas-bench.yml"}
-        env.pop("PICAS_USERNAME", None)
-        env.pop("PICAS_PASSWORD", None)
-        out = tmp / "report.html"
-        log(f"{count:,} tokens: picas report")
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        server_before = url.cpu_seconds()
-        load = os.getloadavg()[0]
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "picas", "report", "-o", str(out), "-q"], env=env, check=True)
-        wall = time.perf_counter() - started
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        server_cpu = (url.cpu_seconds() or 0.0) - (server_before or 0.0)
-        client_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        peak = after.ru_maxrss
-        size = out.stat().st_size
-        log(f"{count:,} tokens: in-process breakdown")
-        phases = {}
-        t = time.perf_counter()
-        pool = read_pool(client)
-        phases["read"] = time.perf_counter() - t
-        t = time.perf_counter()
-        tails = fetch_log_tails(client, pool.tokens, failed_ids(pool.tokens, 50))
-        phases["log_tails"] = time.perf_counter() - t
-        t = time.perf_counter()
-        data = build(pool.tokens, pool.pilots, now=time.time(), log_tails=tails, tries_of=pool.tries_of)
-        phases["build"] = time.perf_counter() - t
-        t = time.perf_counter()
-        page = render(data)
-        phases["render"] = time.perf_counter() - t
-        return {"figure": "report_scale", "tokens": count, "pilots": PILOTS, "report_seconds": round(wall, 2),
-                "page_mb": round(size / 1e6, 2), "data_kb": round(len(data_json(data).encode()) / 1e3, 1),
-                "plotly_js_mb": round(len(plotly_js().encode()) / 1e6, 2),
-                "page_in_process_mb": round(len(page.encode()) / 1e6, 2),
-                "peak_rss_mb": round(peak / 1024, 1), "client_cpu_seconds": round(client_cpu, 2),
-                "server_cpu_seconds": round(server_cpu, 2), "load_average_before": round(load, 2),
-                "phases_seconds": {k: round(v, 2) for k, v in phases.items()},
-                "timeline_attempts_shown": data["timeline"]["shown_attempts"],
-                "attempts": data["meta"]["attempts"], "push_seconds": round(push_seconds, 1),
-                "command": "picas report -o report.html -q"}
+        client, push_seconds = make_pool(url, db, count, shape=shaper(count, now, who))
+        try:
+            return _measure(client, url, db, count, now, who, push_seconds, tmp)
+        finally:
+            client.delete_db()
+
+
+def report_env(url: str, db: str) -> dict:
+    """The environment of the ``picas report`` subprocess: the server without credentials in the URL."""
+    parts = urllib.parse.urlsplit(url)
+    env = {**os.environ, "PICAS_HOST_URL": parts._replace(netloc=f"{parts.hostname}:{parts.port}").geturl(),
+           "PICAS_DATABASE": db, "PICAS_CONFIG": "/nonexistent/picas-bench.yml"}
+    env.pop("PICAS_USERNAME", None)
+    env.pop("PICAS_PASSWORD", None)
+    if parts.username:
+        env["PICAS_USERNAME"] = urllib.parse.unquote(parts.username)
+        env["PICAS_PASSWORD"] = urllib.parse.unquote(parts.password or "")
+    return env
+
+
+def breakdown(client) -> tuple[dict, dict, str]:
+    """The same work in this process, phase by phase: read, log tails, build, render."""
+    phases = {}
+    t = time.perf_counter()
+    pool = read_pool(client)
+    phases["read"] = time.perf_counter() - t
+    t = time.perf_counter()
+    tails = fetch_log_tails(client, pool.tokens, failed_ids(pool.tokens, 50))
+    phases["log_tails"] = time.perf_counter() - t
+    t = time.perf_counter()
+    data = build(pool.tokens, pool.pilots, now=time.time(), log_tails=tails, tries_of=pool.tries_of)
+    phases["build"] = time.perf_counter() - t
+    t = time.perf_counter()
+    page = render(data)
+    phases["render"] = time.perf_counter() - t
+    return {k: round(v, 2) for k, v in phases.items()}, data, page
+
+
+def _measure(client, url: ServerURL, db: str, count: int, now: float, who, push_seconds: float, tmp: Path) -> dict:
+    pilot_records(client, who, now)
+    out = tmp / "report.html"
+    log(f"{count:,} tokens: picas report")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_before = url.cpu_seconds() if url.pid else None
+    load = os.getloadavg()[0]
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "picas", "report", "-o", str(out), "-q"], env=report_env(url, db),
+                   check=True)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_cpu = url.cpu_seconds() - server_before if server_before is not None else None
+    client_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    size = out.stat().st_size
+    log(f"{count:,} tokens: in-process breakdown")
+    phases, data, page = breakdown(client)
+    parts = urllib.parse.urlsplit(url)
+    return {"figure": "report_scale", "tokens": count, "pilots": PILOTS, "report_seconds": round(wall, 2),
+            "page_mb": round(size / 1e6, 2), "data_kb": round(len(data_json(data).encode()) / 1e3, 1),
+            "plotly_js_mb": round(len(plotly_js().encode()) / 1e6, 2),
+            "page_in_process_mb": round(len(page.encode()) / 1e6, 2),
+            "peak_rss_mb": round(after.ru_maxrss / 1024, 1), "client_cpu_seconds": round(client_cpu, 2),
+            "server_cpu_seconds": None if server_cpu is None else round(server_cpu, 2),
+            "server": "pouchdb-server (fresh, in memory)" if url.pid else f"{parts.hostname}:{parts.port}",
+            "load_average_before": round(load, 2), "phases_seconds": phases,
+            "timeline_attempts_shown": data["timeline"]["shown_attempts"],
+            "attempts": data["meta"]["attempts"], "push_seconds": round(push_seconds, 1),
+            "command": "picas report -o report.html -q"}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tokens", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--url", help="measure on this server (http://admin:pass@host:port, e.g. Apache CouchDB) "
+                                      "instead of a fresh pouchdb-server")
     args = parser.parse_args()
     for count in args.tokens:
-        emit(measure(count))
+        emit(measure(count, args.url))
 
 
 if __name__ == "__main__":
