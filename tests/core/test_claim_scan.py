@@ -12,7 +12,7 @@ import random
 from picas.core import token as tok
 from picas.core.claim import ClaimStats, Claimer
 from picas.core.scanner import (CLASSIC_TODO_MAP, LAP_MAX_ROWS, Scanner, lap_is_cheaper, scan_claimable,
-                                 scannable, seq_number)
+                                scannable, seq_number)
 from picas.core.views import deploy, design_document
 from tests.helpers import client_for, push
 
