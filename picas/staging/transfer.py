@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,24 +186,28 @@ class Transfer:
         return self.remote_checksum(url, checksum.algorithm) == checksum.value
 
     def store(self, path: Path | str, url: str, overwrite: bool = False) -> FileResult:
-        """Upload ``path`` to ``url``; skipped when ``url`` already holds the same bytes."""
+        """Upload ``path`` to ``url``; skipped when ``url`` already holds the same bytes.
+
+        The local file's checksum is computed in a thread of its own while the
+        destination is looked at and the bytes travel (zlib and gfal2 let go of
+        the GIL), so it costs no time of its own unless the upload is quicker.
+        """
         path = Path(path)
         started = time.monotonic()
         if not path.is_file():
             raise SourceMissing(f"the local file {path} does not exist")
         size = path.stat().st_size
         algorithm = self.policy.algorithm
-        digests = file_digests(path, (algorithm,))
-        local = Checksum(algorithm, digests[algorithm])
+        local = _Background(lambda: Checksum(algorithm, file_digests(path, (algorithm,))[algorithm]))
         storage = self.registry.for_url(url)
         existing = self.stat(url)
         if existing is not None:
             if existing.is_dir:
                 raise TransferError(f"{redact_url(url)} is a folder; name a file, or end the URL with '/' "
                                     f"to copy into it", url=url, transient=False)
-            if existing.size == size and self.remote_checksum(url, algorithm) == local.value:
+            if existing.size == size and self.remote_checksum(url, algorithm) == local.result().value:
                 return FileResult(src=str(path), dst=url, size=size, seconds=time.monotonic() - started,
-                                  attempts=0, digests=digests, skipped=True)
+                                  attempts=0, digests={algorithm: local.result().value}, skipped=True)
             if not overwrite:
                 raise DestinationExists(f"{redact_url(url)} already exists with different content "
                                         f"({existing.size} bytes there, {size} here)", url=url)
@@ -217,13 +222,13 @@ class Transfer:
                 raise TransferError(f"{redact_url(url)} holds {after.size if after else 'no'} bytes after the "
                                     f"upload of {size}", url=url)
             kept = storage.checksum(url, algorithm, self.policy.base_timeout)
-            if kept is not None and kept != local.value:
+            if kept is not None and kept != local.result().value:
                 raise TransferError(f"{redact_url(url)} has {algorithm} {kept} after the upload; the local file "
-                                    f"has {local.value}", url=url)
+                                    f"has {local.result().value}", url=url)
 
         attempts = self._retry("upload", url, attempt)[1]
         return FileResult(src=str(path), dst=url, size=size, seconds=time.monotonic() - started,
-                          attempts=attempts, digests=digests)
+                          attempts=attempts, digests={algorithm: local.result().value})
 
     def delete(self, url: str) -> None:
         """Remove the file at ``url`` (nothing there is fine), with retries."""
@@ -237,6 +242,29 @@ class Transfer:
 
     def close(self) -> None:
         self.registry.close()
+
+
+class _Background:
+    """One function run in a thread of its own; :meth:`result` waits for it and re-raises what it raised."""
+
+    def __init__(self, function: Callable[[], T]) -> None:
+        self._function = function
+        self._outcome: tuple[bool, object] | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._outcome = (True, self._function())
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for the result
+            self._outcome = (False, exc)
+
+    def result(self):
+        self._thread.join()
+        ok, value = self._outcome
+        if not ok:
+            raise value
+        return value
 
 
 def _unlink(path: Path) -> None:

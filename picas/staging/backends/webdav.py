@@ -36,7 +36,7 @@ from urllib3.exceptions import SSLError as Urllib3SSLError
 
 from picas.errors import PicasError
 from picas.staging import credentials
-from picas.staging.checksum import CHUNK, Hasher, normalize
+from picas.staging.checksum import Hasher, normalize
 from picas.staging.errors import AccessDenied, DestinationExists, SourceMissing, StagingError, TransferError
 from picas.staging.storage import Cancel, RemoteFile, Storage
 from picas.support.credentials import redact_url
@@ -48,6 +48,9 @@ _REDIRECTS = (301, 302, 303, 307, 308)
 _PROPFIND = (b'<?xml version="1.0" encoding="utf-8"?><D:propfind xmlns:D="DAV:"><D:prop>'
              b'<D:resourcetype/><D:getcontentlength/></D:prop></D:propfind>')
 _DAV = "{DAV:}"
+#: Bytes per socket read and write: large enough to keep the per-chunk Python cost small, small enough
+#: that the server keeps sending while a chunk is written to disk.
+_NET_CHUNK = 256 * 1024
 
 
 def http_url(url: str) -> str:
@@ -135,7 +138,7 @@ class WebDavStorage(Storage):
             except (OSError, ssl.SSLError) as exc:
                 raise StagingError(f"cannot load the grid certificates: {exc}",
                                    hint="check X509_USER_PROXY and X509_CERT_DIR") from None
-            self._pool = urllib3.PoolManager(num_pools=8, maxsize=2, ssl_context=context, blocksize=CHUNK,
+            self._pool = urllib3.PoolManager(num_pools=8, maxsize=2, ssl_context=context, blocksize=_NET_CHUNK,
                                              headers={"User-Agent": "picas-staging"})
         return self._pool
 
@@ -237,7 +240,7 @@ class WebDavStorage(Storage):
                 complete = True
                 raise self._fail(response, url, "GET")
             with open(path, "wb") as out:
-                for chunk in response.stream(CHUNK, decode_content=False):
+                for chunk in response.stream(_NET_CHUNK, decode_content=False):
                     out.write(chunk)
                     for hasher in hashers:
                         hasher.update(chunk)
@@ -335,7 +338,7 @@ class WebDavStorage(Storage):
                 complete = True
                 raise self._fail(response, url, "GET")
             try:
-                yield from response.stream(CHUNK, decode_content=False)
+                yield from response.stream(_NET_CHUNK, decode_content=False)
             except (Urllib3Error, OSError) as exc:
                 raise TransferError(f"reading {redact_url(url)} broke off: {exc}", url=url) from None
             complete = True
