@@ -98,7 +98,7 @@ def list_cmd(settings: Settings, all_databases: bool, as_json: bool) -> None:
 @click.argument("names", nargs=-1)
 @click.option("--all", "revoke_all", is_flag=True, help="Revoke every pilot user of the database.")
 def revoke_cmd(settings: Settings, names: tuple[str, ...], revoke_all: bool) -> None:
-    """Delete pilot users: their passwords stop working at once.
+    """Delete pilot users: they are locked out of the database at once.
 
     Pilots still running with them fail at their next request and their
     tokens go back to todo when their leases expire (or with 'picas scrub').

@@ -14,8 +14,9 @@ Instead each pool gets *pilot users*:
   any other database, change ``_security`` or design documents' rights,
   create or delete databases, or read ``_users``.
 
-Revoking deletes the user (its password stops working at once) and takes
-its name out of ``_security``.  The user document carries a ``picas`` field
+Revoking deletes the user and takes its name out of ``_security``; either
+step alone locks it out (CouchDB may recognise a deleted user from its auth
+cache for a moment, but no longer as a member).  The user document carries a ``picas`` field
 that says which database it was made for, so ``list`` and ``revoke`` never
 touch a person's own account.
 
@@ -214,8 +215,8 @@ def revoke(client: CouchClient, name: str) -> PilotCredential:
 
     Only users made by :func:`create` (with the ``picas`` field) can be
     revoked here; anything else is refused, so a typo cannot remove a
-    person's account.  The user is deleted first: its password stops
-    working at once, even if cleaning ``_security`` fails afterwards.
+    person's account.  The user is deleted first, so the password stops
+    working even if cleaning ``_security`` fails afterwards.
     """
     users = _users(client)
     doc = users.get_or_none(_USER_DOC + name)
