@@ -103,28 +103,39 @@
                 layout({ xaxis: { type: "date" }, yaxis: { title: { text: "count" }, rangemode: "tozero" } }));
   }
 
+  // Each attempt is a thick line segment in its pilot's lane: one SVG path per kind instead of one per bar,
+  // which keeps thousands of attempts quick to draw.
   function timeline(d) {
     var tl = d.timeline, order = ["waiting", "stage-in", "stage-out", "running", "done", "error", "retried",
                                   "scrubbed", "released", "lost"];
     var kinds = Object.keys(tl.bars).sort(function (a, b) { return order.indexOf(a) - order.indexOf(b); });
-    var traces = kinds.map(function (k) {
-      var b = tl.bars[k];
-      return { type: "bar", orientation: "h", name: k, y: b.lane.map(function (i) { return tl.lanes[i]; }),
-               base: b.start.map(ms), x: b.end.map(function (e, i) { return Math.max(1, (e - b.start[i]) * 1000); }),
-               customdata: b.token, marker: { color: COLORS[k] || "#444" },
-               hovertemplate: "%{customdata}<br>" + k + " %{x:,.0f} ms<br>%{y}<extra></extra>" };
-    });
     var div = document.querySelector('[data-plot="timeline"]');
-    div.style.height = Math.min(4000, Math.max(360, 80 + tl.lanes.length * 16)) + "px";
-    var p = plot("timeline", traces, layout({ barmode: "overlay", xaxis: { type: "date" }, showlegend: true,
-      yaxis: { type: "category", automargin: true, autorange: "reversed", tickfont: { size: 10 } },
-      margin: { l: 120, r: 20, t: 30, b: 40 }, bargap: 0.25 }));
+    var height = Math.min(4000, Math.max(360, 90 + tl.lanes.length * 18));
+    div.style.height = height + "px";
+    var width = Math.max(2, Math.min(14, (height - 90) / Math.max(1, tl.lanes.length) * 0.7));
+    var traces = kinds.map(function (k) {
+      var b = tl.bars[k], x = [], y = [], tokens = [];
+      for (var i = 0; i < b.lane.length; i++) {
+        var lane = tl.lanes[b.lane[i]], end = Math.max(b.end[i], b.start[i] + 0.2);
+        x.push(ms(b.start[i]), ms(end), null);
+        y.push(lane, lane, null);
+        tokens.push(b.token[i], b.token[i], null);
+      }
+      var thin = k === "waiting" || k.indexOf("stage") === 0;
+      return { type: "scatter", mode: "lines", name: k, x: x, y: y, customdata: tokens, connectgaps: false,
+               line: { color: COLORS[k] || "#444", width: thin ? Math.max(2, width * 0.6) : width },
+               hovertemplate: "%{customdata}<br>" + k + "<br>%{y}<extra></extra>" };
+    });
+    var p = plot("timeline", traces, layout({ xaxis: { type: "date" }, showlegend: true,
+      yaxis: { type: "category", automargin: true, autorange: "reversed", tickfont: { size: 10 },
+               categoryorder: "array", categoryarray: tl.lanes },
+      margin: { l: 120, r: 20, t: 30, b: 40 } }));
     return p.then(function () {
       if (div.getAttribute("data-click") !== "1") {
         div.setAttribute("data-click", "1");
         div.on("plotly_click", function (ev) {
-          var row = document.getElementById("token-" + ev.points[0].customdata);
-          if (row) { location.hash = "token-" + ev.points[0].customdata; }
+          var id = ev.points[0].customdata;
+          if (id && document.getElementById("token-" + id)) { location.hash = "token-" + id; }
         });
       }
     });
