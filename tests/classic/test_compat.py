@@ -865,9 +865,15 @@ def test_actor_task_may_save_itself_between_heartbeats(classic, admin_client):
 
 def test_actor_drops_a_task_whose_lock_was_taken(classic, admin_client):
     def stolen(actor, task):
-        current = admin_client.get(task.id)
         thief = tok.PilotIdentity(pilot_id="thief")
-        admin_client.save(tok.claim(tok.reset(current, None, time.time(), "operator"), thief, time.time(), 600))
+        for _ in range(20):  # the actor's heartbeats (every 0.2 s) may move the revision on between get and save
+            current = admin_client.get(task.id)
+            try:
+                admin_client.save(tok.claim(tok.reset(current, None, time.time(), "operator"), thief, time.time(),
+                                            600))
+                break
+            except Conflict:
+                continue
         executers.execute(["sleep", "30"])  # stopped once the heartbeat finds the token taken
         _ok(actor, task)
 
