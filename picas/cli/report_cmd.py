@@ -153,11 +153,15 @@ def dashboard(settings: Settings, port: int, refresh: float, since: str | None, 
     client = make_client(settings)
     if since:
         since_time(since, time.time())  # a bad value fails now, not on the first page load
+    bar = _Bar("reading the pool", quiet=False)
     board = Dashboard(client, design=design, view=view, title=title, interval=max(refresh, 0.5),
                       since=(lambda now: since_time(since, now)) if since else (lambda now: None),
-                      log_tails=log_tails, source=f"{client.url}/{client.database}", scope=_scope(design, view))
-    click.echo("reading the pool...", err=True)
-    board.data()
+                      log_tails=log_tails, source=f"{client.url}/{client.database}", scope=_scope(design, view),
+                      progress=bar)
+    try:
+        board.data()
+    finally:
+        bar.close()
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda signum, frame: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

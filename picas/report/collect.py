@@ -244,9 +244,22 @@ class Mirror:
         self.seq: object = 0
 
     def refresh(self, progress: Progress | None = None) -> bool:
-        """Apply every change since the last call; True when anything changed."""
+        """Apply every change since the last call; True when anything changed.
+
+        The first call reads the whole pool as :func:`read_pool` does (pages
+        of ``_all_docs``, much cheaper than the changes feed from zero) and
+        then takes the changes since the update sequence it saw before that
+        read: whatever changed during the read is applied again, and the
+        latest body wins.
+        """
         changed = False
-        total = None
+        if self.seq == 0:
+            pool = read_pool(self.client, page_size=self.page_size, progress=progress)
+            self.tokens = {doc["_id"]: doc for doc in pool.tokens}
+            self.tries = {doc["_id"]: pool.tries_of[id(doc)] for doc in pool.tokens}
+            self.pilots = {doc["_id"]: doc for doc in pool.pilots}
+            self.seq = pool.update_seq if pool.update_seq is not None else 0
+            changed = True
         while True:
             answer = self.client.changes(since=self.seq, include_docs=True, limit=self.page_size)
             results = answer.get("results") or []
@@ -254,9 +267,6 @@ class Mirror:
                 changed = True
                 self._apply(change)
             self.seq = answer.get("last_seq", self.seq)
-            if progress and results:
-                total = total or int(self.client.db_info().get("doc_count") or 0)
-                progress(len(self.tokens) + len(self.pilots), total)
             if len(results) < self.page_size:
                 return changed
 

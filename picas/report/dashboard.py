@@ -43,12 +43,14 @@ class Dashboard:
     def __init__(self, client: CouchClient, *, design: str | None = None, view: str | None = None,
                  since: Callable[[float], float | None] = lambda now: None, title: str = "", interval: float = 5.0,
                  log_tails: int = LOG_TAILS, source: str = "", scope: str = "",
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 progress: Callable[[int, int | None], None] | None = None) -> None:
         self.client = client
         self.design, self.view = design, view
         self.since, self.title, self.interval = since, title, interval
         self.log_tails, self.source, self.scope = log_tails, source, scope
         self.clock = clock
+        self.progress = progress  # for the first, full read only
         self.mirror = Mirror(client) if design is None and view is None else None
         self._seq: object = None
         self._pool = Pool()
@@ -58,12 +60,13 @@ class Dashboard:
         self._lock = threading.Lock()
 
     def _changed(self) -> bool:
+        progress, self.progress = self.progress, None
         if self.mirror is not None:
-            return self.mirror.refresh()
+            return self.mirror.refresh(progress)
         seq = self.client.db_info().get("update_seq")
         if seq == self._seq:
             return False
-        self._pool = read_pool(self.client, design=self.design, view=self.view)
+        self._pool = read_pool(self.client, design=self.design, view=self.view, progress=progress)
         self._seq = seq
         return True
 
