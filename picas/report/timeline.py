@@ -42,7 +42,8 @@ def _groups(tries: list[Attempt]) -> dict[str, str]:
 def _segments(attempt: Attempt, now: float) -> list[tuple[str, float, float]]:
     out = []
     begin = attempt.claimed
-    if attempt.started is not None and attempt.started > attempt.claimed:
+    # Token times are whole seconds: a start within a second of the claim is no wait worth drawing.
+    if attempt.started is not None and attempt.started > attempt.claimed + 1:
         out.append(("waiting", attempt.claimed, attempt.started))
         begin = attempt.started
     for kind, start, stop in attempt.staging:
