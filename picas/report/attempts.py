@@ -63,10 +63,14 @@ class Attempt:
     exit_code: object = None
     message: str = ""
     staging: list[tuple[str, float, float]] = field(default_factory=list)
+    #: The payload's run time as the pilot measured it (sub-second), for the latest attempt only.
+    duration: float | None = None
 
     @property
     def run_seconds(self) -> float | None:
         """The payload's run time when known, else claim to end; None while running."""
+        if self.duration is not None:
+            return self.duration
         if self.started is not None and self.finished is not None:
             return max(0.0, self.finished - self.started)
         if self.ended is None:
@@ -215,6 +219,7 @@ def attempts(doc: dict) -> list[Attempt]:
         if started is not None and started >= last.claimed - 1 and (last.ended is None or started <= last.ended + 1):
             last.started = started
             last.finished = finished if finished is not None and finished >= started else None
+            last.duration = number(doc.get("duration"))
         if last.outcome in (Outcome.DONE, Outcome.ERROR, Outcome.RETRIED) and last.exit_code is None:
             last.exit_code = doc.get("exit_code")
     if last.outcome in (Outcome.ERROR, Outcome.RETRIED) and not last.message:

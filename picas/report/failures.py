@@ -49,7 +49,7 @@ def failures(docs: list[dict], tries: Iterable[Attempt], log_tails: dict[str, st
         if attempt.outcome in FAILED:
             host_failed[host] += 1
             by_code[_code(attempt.exit_code)] += 1
-            by_message[short_message(attempt.message) or "(no message)"] += 1
+            by_message[short_message(attempt.message) or f"(no message; exit code {_code(attempt.exit_code)})"] += 1
     scrub_events = 0
     scrubbed_tokens = 0
     for doc in docs:

@@ -34,6 +34,9 @@ def test_attempts_follow_the_history():
     [t1] = attempts(docs["t1"])
     assert (t1.pilot, t1.host, t1.job, t1.outcome) == ("pilot-a", "node1", "77_0", Outcome.DONE)
     assert (t1.claimed, t1.started, t1.finished, t1.run_seconds) == (T0 + 10, T0 + 10, T0 + 30, 20)
+    # The pilot's own measure of the run, finer than the whole seconds of started/finished, wins.
+    [precise] = attempts({**docs["t1"], "duration": 19.25})
+    assert precise.run_seconds == 19.25
 
     first, second = attempts(docs["t2"])
     assert (first.pilot, first.outcome, str(first.exit_code)) == ("pilot-a", Outcome.RETRIED, "3")
@@ -158,7 +161,8 @@ def test_failures_by_code_host_message_with_retries_scrubs_and_log_tails():
     out = failures(docs, every_attempt(docs), {"t3": "line 1\nno such file"})
     assert out["by_exit_code"] == {"3": 1, "2": 1, "1": 1}
     assert dict(zip(out["by_host"]["hosts"], out["by_host"]["failed"])) == {"node1": 1, "node2": 1, "oldhost": 1}
-    assert dict(out["by_message"])["cannot read input.dat"] == 1
+    assert dict(out["by_message"]) == {"cannot read input.dat": 1, "old failure": 1,
+                                       "(no message; exit code 3)": 1}
     assert out["retried"] == 1 and out["scrub_events"] == 1 and out["scrubbed_tokens"] == 1
     assert out["failed_tokens"] == 2
     rows = {r["id"]: r for r in out["rows"]}
