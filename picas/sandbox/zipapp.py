@@ -64,9 +64,7 @@ def _views_dir(package: Path) -> Path | None:
     return None
 
 
-def picas_files() -> dict[str, Path]:
-    """The picas package as zip names to files: every module, and the view sources as ``picas/_views``."""
-    package = Path(picas.__file__).resolve().parent
+def _package_files(package: Path) -> dict[str, Path]:
     files: dict[str, Path] = {}
     for root, dirs, names in os.walk(package):
         dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not d.startswith("."))
@@ -75,6 +73,27 @@ def picas_files() -> dict[str, Path]:
             if path.suffix in (".pyc", ".pyo", ".so"):
                 continue
             files[path.relative_to(package.parent).as_posix()] = path
+    return files
+
+
+def sibling_files(name: str) -> dict[str, Path]:
+    """A top-level package or module that lies next to picas' own package, as zip names to files; or nothing.
+
+    Such a package ships with picas (the Snakemake executor plugin does, in
+    the same wheel) and so travels with it when picas imports it.
+    """
+    root = Path(picas.__file__).resolve().parent.parent
+    if (root / name / "__init__.py").is_file():
+        return _package_files(root / name)
+    if (root / f"{name}.py").is_file():
+        return {f"{name}.py": root / f"{name}.py"}
+    return {}
+
+
+def picas_files() -> dict[str, Path]:
+    """The picas package as zip names to files: every module, and the view sources as ``picas/_views``."""
+    package = Path(picas.__file__).resolve().parent
+    files = _package_files(package)
     views = _views_dir(package)
     if views is not None and not any(name.startswith("picas/_views/") for name in files):
         for path in sorted(views.iterdir()):
@@ -163,6 +182,10 @@ def archive(*, cache: Path, deps_dir: Path | None = None,
     """
     found = deps.collect(cache, deps_dir, python)
     entries = _entries(found.files)
+    missing = missing_modules(entries)
+    for name in missing:  # packages shipped next to picas (in its wheel, or its checkout) come along
+        for zip_name, path in sibling_files(name).items():
+            entries[zip_name] = path.read_bytes()
     missing = missing_modules(entries)
     if missing:
         raise PicasError(f"picas imports {', '.join(missing)}, which its installed metadata does not list",

@@ -73,6 +73,9 @@ def test_cancel_kills_running_pilots_and_their_tokens_go_back(grid, couch_server
     [job_id] = [entry["job_id"] for entry in registry.jobs(client)]
     wait_for(lambda: overview(client).get("locked") == 1, timeout=120, what="the pilot to take a token")
     assert [row["state"] for row in _pilots(couch_server, db_name)] == ["running"]
+    status = _run(["status"], couch_server, db_name)  # status asks DIRAC too, through the scheduler registry
+    pilots_part = status.split("Pilot jobs:", 1)[1]
+    assert job_id in pilots_part and "running" in pilots_part, status
 
     out = _run(["pilots", "cancel", "--all"], couch_server, db_name)
     assert job_id in out
