@@ -140,6 +140,19 @@ def _top_level_imports(source: bytes) -> set[str]:
     return names
 
 
+def _present(entries: dict[str, bytes]) -> set[str]:
+    return {name.split("/")[0].removesuffix(".py") for name in entries}
+
+
+def imported_names(entries: dict[str, bytes]) -> set[str]:
+    """Top-level modules that picas' own modules import unconditionally, at module level (pure)."""
+    wanted: set[str] = set()
+    for name, data in entries.items():
+        if name.startswith("picas/") and name.endswith(".py"):
+            wanted |= _top_level_imports(data)
+    return wanted - {"__future__"}
+
+
 def missing_modules(entries: dict[str, bytes]) -> list[str]:
     """Third-party modules picas imports at module level that the archive does not hold.
 
@@ -152,12 +165,8 @@ def missing_modules(entries: dict[str, bytes]) -> list[str]:
     stdlib = getattr(sys, "stdlib_module_names", None)
     if stdlib is None:
         return []
-    present = {name.split("/")[0].removesuffix(".py") for name in entries}
-    wanted: set[str] = set()
-    for name, data in entries.items():
-        if name.startswith("picas/") and name.endswith(".py"):
-            wanted |= _top_level_imports(data)
-    return sorted(n for n in wanted if n not in stdlib and n not in present and n != "__future__")
+    present = _present(entries)
+    return sorted(n for n in imported_names(entries) if n not in stdlib and n not in present)
 
 
 def archive_bytes(entries: dict[str, bytes]) -> bytes:
@@ -182,9 +191,8 @@ def archive(*, cache: Path, deps_dir: Path | None = None,
     """
     found = deps.collect(cache, deps_dir, python)
     entries = _entries(found.files)
-    missing = missing_modules(entries)
-    for name in missing:  # packages shipped next to picas (in its wheel, or its checkout) come along
-        for zip_name, path in sibling_files(name).items():
+    for name in sorted(imported_names(entries) - _present(entries)):
+        for zip_name, path in sibling_files(name).items():  # shipped next to picas (its wheel, its checkout)
             entries[zip_name] = path.read_bytes()
     missing = missing_modules(entries)
     if missing:
