@@ -3,7 +3,8 @@
 #
 #   bash scripts/test.sh [pytest args...]
 #
-# 1. the Python package with its test extras (pytest, flake8, plotly for the report);
+# 1. the Python package with its test extras (pytest, flake8, plotly for the report) and Snakemake
+#    (its executor plugin, snakemake_executor_plugin_picas, is found by module name: tests/snakemake);
 # 2. pouchdb-server from npm, into the per-user picas data dir (what 'picas server' uses);
 # 3. a real single-node Slurm (Debian packages + daemons), when running as root; the Slurm
 #    tests skip without one on a developer's machine, but fail in CI (CI=true);
@@ -12,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== installing picas with its test dependencies"
-python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
+python3 -m pip install --quiet --disable-pip-version-check -e '.[test,snakemake]'
 
 echo "== installing pouchdb-server (npm) if missing"
 python3 -m picas server install

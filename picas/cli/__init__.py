@@ -66,6 +66,8 @@ COMMANDS: dict[str, Entry] = {
     "pilots": Entry("picas.cli.pilots_cmd:pilots", "The pilot jobs submitted for this database: list, cancel, prune."),
     "autopilot": Entry("picas.cli.autopilot_cmd:autopilot",
                        "Submit just enough pilots for the work in the pool (for cron, or --loop)."),
+    "snakemake": Entry("picas.cli.snakemake_cmd:snakemake",
+                       "Snakemake workflows on picas pilots: write a profile for 'snakemake --executor picas'."),
 }
 
 
