@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import logging
 
-__all__ = ["picaslogger", "FORMAT"]
+__all__ = ["picaslogger", "FORMAT", "formatter", "ch"]
 
 #: The line format of 1.1.x: time, logger name, level, message.
 FORMAT = "%(asctime)s - %(name)s - %(levelname)s - %(message)s"
 
 picaslogger = logging.getLogger("PiCaS")
-if not any(getattr(handler, "_picas_classic", False) for handler in picaslogger.handlers):
-    _handler = logging.StreamHandler()
-    _handler.setFormatter(logging.Formatter(FORMAT))
-    _handler._picas_classic = True  # type: ignore[attr-defined] - so a reload adds no second handler
-    picaslogger.addHandler(_handler)
+#: The formatter and the stream handler (the 1.1.x names), the same objects after a reload of this module.
+ch = next((handler for handler in picaslogger.handlers if getattr(handler, "_picas_classic", False)), None)
+if ch is None:
+    ch = logging.StreamHandler()
+    ch.setFormatter(logging.Formatter(FORMAT))
+    ch._picas_classic = True  # type: ignore[attr-defined] - so a reload adds no second handler
+    picaslogger.addHandler(ch)
     picaslogger.setLevel(logging.INFO)
     picaslogger.propagate = False
+formatter = ch.formatter

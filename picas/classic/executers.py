@@ -24,7 +24,7 @@ from typing import Sequence
 # classic code (and the actor's watchdog) uses.
 from picas.support.procgroup import alive, child_pids, send, terminate
 
-__all__ = ["execute", "running", "alive", "child_pids", "send", "terminate"]
+__all__ = ["execute", "execute_old", "running", "alive", "child_pids", "send", "terminate"]
 
 _registry_lock = threading.Lock()
 _running: set[subprocess.Popen] = set()
@@ -52,6 +52,28 @@ def execute(args: str | Sequence[str], shell: bool = False) -> tuple[subprocess.
             if stream is not None:
                 stream.close()
     return proc, proc.returncode, stdout, stderr
+
+
+def execute_old(cmd: str) -> int:
+    """Run a shell command line with its output on ours; returns the wait status, as ``os.system`` does.
+
+    The classic helper (1.1.x ran ``os.system``): 0 means success, a normal
+    exit ``n`` is ``n << 8``, death by signal ``s`` is ``s``.  The command
+    runs in a process group of its own and is listed in :func:`running`, so
+    a running actor can stop it like any payload.
+    """
+    proc = subprocess.Popen(cmd, shell=True, start_new_session=True)
+    with _registry_lock:
+        _running.add(proc)
+    try:
+        code = proc.wait()
+    except BaseException:
+        terminate(proc, grace=2.0)
+        raise
+    finally:
+        with _registry_lock:
+            _running.discard(proc)
+    return -code if code < 0 else code << 8
 
 
 def running() -> list[subprocess.Popen]:

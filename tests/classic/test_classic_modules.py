@@ -198,3 +198,64 @@ def test_modules_import_on_their_own():
                              env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
         assert out.returncode == 0, (name, out.stderr)
     assert importlib.import_module("picas.apps").__doc__
+
+
+# ---------------------------------------------------------------------- the 1.1.x API, name by name
+#: Every public module-level name and method of picas 1.1.2 (read from its wheel), except the ones
+#: docs/coming-from-1x.md lists as gone: picas.VERSION, picas.actors.stopit_logger and the argparse
+#: helpers of picas.apps.picas_cli (parse_args and the three sub-command functions).
+API_112 = {
+    "picas.actors": ["log", "AbstractRunActor(reconnect,_run,run,handler,setup_handler,prepare_env,prepare_run,"
+                     "process_task,cleanup_run,cleanup_env)", "RunActor(run)"],
+    "picas.apps.picas_cli": ["main"],
+    "picas.clients": ["CouchDB(copy,get_from_view,get,get_single_from_view,view,save,save_documents,add_view,delete,"
+                      "delete_documents,delete_from_view,set_users,is_view_nonempty,doc_count)"],
+    "picas.couchdblogger": ["CouchDBLogger(emit)", "default_log_formatter"],
+    "picas.crypto": ["CRYPTO_KEY_PATH", "generate_and_save_key", "read_key", "encrypt_password", "decrypt_password"],
+    "picas.documents": ["Document(id,rev,value,update,put_attachment,get_attachment,remove_attachment)", "User()",
+                        "Task(lock,done,input,output,uploads,scrub,error,has_error,get_errors,is_done)",
+                        "Job(queue,start,finish,archive,is_done)"],
+    "picas.executers": ["execute", "execute_old"],
+    "picas.generators": ["TokenGenerator(get_empty_token)"],
+    "picas.iterators": ["ViewIterator(reset,stop,is_stopped,claim_task,reconnect)", "TaskViewIterator(claim_task)",
+                        "PrioritizedViewIterator(claim_task)", "EndlessViewIterator(is_cancelled)"],
+    "picas.jobid": ["add_job_id", "remove_job_id"],
+    "picas.metadata": ["project", "package", "description", "project_no_spaces", "version", "authors",
+                       "authors_string", "emails", "license", "copyright", "url"],
+    "picas.modifiers": ["TokenModifier(lock,unlock,close,unclose,add_output,scrub,set_error)",
+                        "BasicTokenModifier(lock,unlock,close,unclose,add_output,scrub,set_error)",
+                        "NestedTokenModifier(get_token,lock,unlock,close,unclose,add_output,scrub,set_error)"],
+    "picas.picas_config": ["PicasConfigSchemaError()", "PICAS_CONFIG_SCHEMA",
+                           "PicasConfig(validate_config,load_config,save_config,write_config,change_couchdb_password,"
+                           "change_password)"],
+    "picas.picaslogger": ["picaslogger", "formatter", "ch"],
+    "picas.srm": ["download", "upload", "download_many", "upload_many", "Downloader(run)",
+                  "SRMClient(remote_exists,upload,download,remove)"],
+    "picas.srmclient": ["download", "Downloader(run)"],
+    "picas.util": ["time_elapsed", "merge_dicts", "seconds", "Timer(elapsed,reset)"],
+    "picas": ["CouchDB", "Document", "EndlessViewIterator", "Job", "PrioritizedViewIterator", "RunActor", "Task",
+              "TaskViewIterator", "User", "ViewIterator"],
+}
+
+
+@pytest.mark.parametrize("module", sorted(API_112))
+def test_every_112_name_is_here(module):
+    loaded = importlib.import_module(module)
+    missing = []
+    for entry in API_112[module]:
+        name, _, methods = entry.partition("(")
+        if not hasattr(loaded, name):
+            missing.append(name)
+            continue
+        missing += [f"{name}.{method}" for method in methods.rstrip(")").split(",") if method
+                    and not hasattr(getattr(loaded, name), method)]
+    assert not missing
+
+
+def test_execute_old_returns_the_wait_status_like_os_system(capfd):
+    from picas.executers import execute_old
+
+    assert execute_old("echo to-our-stdout") == 0
+    assert capfd.readouterr().out == "to-our-stdout\n"
+    assert execute_old("exit 3") == 3 << 8
+    assert execute_old("kill -TERM $$") == 15
