@@ -34,6 +34,7 @@ from typing import Callable
 
 from picas.errors import InvalidInput
 from picas.pilot.payload import ExecResult, safe_name
+from picas.staging.background import Background
 from picas.staging.errors import StageFailed
 from picas.staging.manifest import manifest_attachments, snapshot
 from picas.staging.spec import StagingPlan, has_staging, plan_for
@@ -115,16 +116,23 @@ class StagingExecutor:
         events.append(event(Stage.RUN, Status.SUCCESS if payload_ok else Status.FAIL, result.finished,
                             exit_code=result.exit_code, seconds=round(result.duration, 3),
                             error=result.error[:500] if result.error else None))
-        attachments = manifest_attachments(setup, snapshot(workdir)) if self.manifests else {}
+        # The md5 manifest of what the run left is made while the outputs travel: both read every file.
+        after_run = Background(lambda: snapshot(workdir)) if self.manifests else None
         token_fields: dict = {"failed_stage": None if payload_ok else Stage.RUN.value,
                               **{stale: None for stale in ("payload_exit_code", "skipped_run") if stale in doc}}
-        staged = replace(result, events=events, token_fields=token_fields, attachments=attachments)
+        staged = replace(result, events=events, token_fields=token_fields)
+
+        def with_manifests() -> ExecResult:
+            if after_run is not None:
+                staged.attachments = manifest_attachments(setup, after_run.result())
+            return staged
 
         if plan.stage_out and (payload_ok or plan.on_failure):
             staged_out = self.stager.stage_out(plan.stage_out, workdir, should_stop)
             events.extend(staged_out.events())
             token_fields["outputs"] = staged_out.outputs()
             if staged_out.interrupted:
+                with_manifests()
                 self._remove(workdir)
                 staged.interrupted = True
                 return staged
@@ -136,7 +144,8 @@ class StagingExecutor:
                     staged.exit_code = -1
                     token_fields["payload_exit_code"] = result.exit_code
                     token_fields["failed_stage"] = Stage.STAGE_OUT.value
-                return staged  # the working directory stays: the outputs are still only here
+                return with_manifests()  # the working directory stays: the outputs are still only here
+        with_manifests()
         if not getattr(self.inner, "keep_workdirs", False):
             self._remove(workdir)
         return staged

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TypeVar
 
 from picas.core.retry import Backoff
+from picas.staging.background import Background
 from picas.staging.checksum import DEFAULT_ALGORITHM, Checksum, digest_chunks, file_digests, remember
 from picas.staging.errors import ChecksumMismatch, DestinationExists, SourceMissing, TransferError
 from picas.staging.registry import Registry
@@ -198,7 +198,7 @@ class Transfer:
             raise SourceMissing(f"the local file {path} does not exist")
         size = path.stat().st_size
         algorithm = self.policy.algorithm
-        local = _Background(lambda: Checksum(algorithm, file_digests(path, (algorithm,))[algorithm]))
+        local = Background(lambda: Checksum(algorithm, file_digests(path, (algorithm,))[algorithm]))
         storage = self.registry.for_url(url)
         existing = self.stat(url)
         if existing is not None:
@@ -242,29 +242,6 @@ class Transfer:
 
     def close(self) -> None:
         self.registry.close()
-
-
-class _Background:
-    """One function run in a thread of its own; :meth:`result` waits for it and re-raises what it raised."""
-
-    def __init__(self, function: Callable[[], T]) -> None:
-        self._function = function
-        self._outcome: tuple[bool, object] | None = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._outcome = (True, self._function())
-        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for the result
-            self._outcome = (False, exc)
-
-    def result(self):
-        self._thread.join()
-        ok, value = self._outcome
-        if not ok:
-            raise value
-        return value
 
 
 def _unlink(path: Path) -> None:
