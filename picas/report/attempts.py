@@ -124,22 +124,27 @@ def _close(current: Attempt, when: float, outcome: Outcome, entry: dict) -> None
 
 
 def _stage(entry: dict, current: Attempt | None) -> None:
-    """A staging event: ``stage_in``/``stage_out`` with a ``duration`` ending at ``time``, or a start/end pair."""
+    """A staging event (see :mod:`picas.staging.stager`): ``stage_in_start`` opens a stage-in segment and
+    ``stage_in_success``/``stage_in_fail`` close it; a lone end with ``seconds`` (or ``duration``) or
+    ``started`` also makes one.  Likewise for stage-out."""
     if current is None:
         return
     name = str(entry.get("event"))
-    kind = "stage-out" if "out" in name else "stage-in"
+    kind = "stage-out" if name.startswith("stage_out") or "out" in name else "stage-in"
     when = float(entry["time"])
+    if name.endswith(("_start", "_started", "-start")):
+        current.staging.append((kind, when, when))
+        return
+    last = current.staging[-1] if current.staging else None
+    if last is not None and last[0] == kind and last[1] == last[2]:
+        current.staging[-1] = (kind, last[1], max(last[1], when))  # the end of the stage opened before
+        return
     duration = number(entry.get("duration") or entry.get("seconds"))
     start = number(entry.get("started") or entry.get("start"))
     if start is not None:
         current.staging.append((kind, start, number(entry.get("finished") or entry.get("end")) or when))
     elif duration is not None:
         current.staging.append((kind, when - duration, when))
-    elif name.endswith(("_start", "_started", "-start")):
-        current.staging.append((kind, when, when))
-    elif current.staging and current.staging[-1][0] == kind and current.staging[-1][1] == current.staging[-1][2]:
-        current.staging[-1] = (kind, current.staging[-1][1], when)
 
 
 def _from_history(doc: dict, token_id: str) -> list[Attempt]:

@@ -89,6 +89,15 @@ def test_staging_events_are_told_apart():
     assert attempt.staging == [("stage-in", T0 + 1, T0 + 5), ("stage-out", T0 + 9, T0 + 11)]
     kinds = set(timeline([attempt], T0 + 20)["bars"])
     assert kinds == {"waiting", "stage-in", "stage-out", "done"}
+    # As the staging executor writes them: a start and a success (or fail) event per stage.
+    doc = tok.claim(pushed("st2"), ALICE, T0, 300)
+    for event, at in (("stage_in_start", 1), ("stage_in_success", 4), ("run_start", 4), ("run_success", 9),
+                      ("stage_out_start", 9), ("stage_out_fail", 12)):
+        doc = tok.note(doc, ALICE, T0 + at, event, seconds=1.0)
+    doc = tok.fail(doc, ALICE, T0 + 12, "stage_out failed: upload refused")
+    [attempt] = attempts(doc)
+    assert attempt.staging == [("stage-in", T0 + 1, T0 + 4), ("stage-out", T0 + 9, T0 + 12)]
+    assert attempt.outcome == Outcome.ERROR and "upload refused" in attempt.message
 
 
 def test_transitions_end_in_the_current_state():
