@@ -60,7 +60,7 @@ __all__ = ["PICAS_CONFIG_SCHEMA", "CLASSIC_KEYS", "CLASSIC_FORMAT", "PROFILES_FO
 #: The keys of a 1.1.x file, in the order they are written.
 CLASSIC_KEYS = ("host_url", "database", "username", "encrypted_password")
 #: What ``picas config show`` says about each format.
-CLASSIC_FORMAT = "picas 1.1.x format: host_url, encrypted_password with key.dat"
+CLASSIC_FORMAT = "picas 1.1.x format (host_url, encrypted_password + key.dat)"
 PROFILES_FORMAT = "picas profiles format"
 
 #: The 1.1.x schema, for reference and for tools that validate with jsonschema themselves.

@@ -56,6 +56,9 @@ def load_file(path: Path) -> dict[str, Any]:
     checker = _ShapeChecker(path, text)
     if not isinstance(data, dict):
         checker.fail((), f"the top level must be a mapping (key: value lines), not {kind_of(data)}")
+    from picas import picas_config  # a picas 1.1.x file (host_url, encrypted_password) is read with its key.dat
+    if picas_config.is_classic(data):
+        return picas_config.classic_profiles(path, data)
 
     if "profiles" in data or "default_profile" in data:
         return checker.structured(data)
@@ -198,6 +201,9 @@ def write_profile(path: Path | None, profile: str, values: Mapping[str, Any]) ->
                           f"(expected: {', '.join(PROFILE_KEYS)})")
     target = config_path() if path is None else Path(path).expanduser()
     data = load_file(target)  # refuses to overwrite a malformed file
+    if data.get("format"):  # a picas 1.1.x file stays one, so that 1.1.x still reads it
+        from picas import picas_config
+        return picas_config.write_classic_profile(target, profile, values)
     profiles: dict[str, dict[str, Any]] = data.get("profiles", {})
     default_profile = data.get("default_profile")
     if not profiles and profile != DEFAULT_PROFILE:

@@ -138,6 +138,8 @@ def resolve(
             sources["config_file"] = "default"
     shown = display_path(config_file, env)
     data = load_file(config_file)
+    if data.get("format"):  # 'picas config show' names a picas 1.1.x file's format
+        sources["config_file"] += f"; read as {data['format']}"
     profiles: dict[str, dict[str, Any]] = data.get("profiles", {})
 
     if profile:

@@ -278,3 +278,41 @@ def test_picas_cli_passwd_changes_it_on_the_server_and_in_the_file(couch_server,
     finally:
         doc = requests.get(users, auth=admin, timeout=30).json()
         requests.delete(users, params={"rev": doc["_rev"]}, auth=admin, timeout=30)
+
+
+# ---------------------------------------------------------------------- the picas commands on a 1.1.x file
+def picas(*args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "picas", *args], capture_output=True, text=True, timeout=120,
+                          env=env, stdin=subprocess.DEVNULL)
+
+
+def test_picas_commands_use_a_112_config_as_it_is(couch_server, db_name, home: Path):
+    user, password = couch_server.admin
+    PicasConfig(load=False).save_config(SimpleNamespace(host_url=couch_server.url, database=db_name, username=user,
+                                                        password=password))
+    conf = home / ".config" / "picas" / "conf.yml"
+    written = conf.read_text()
+    env = dict(os.environ)
+
+    shown = picas("config", "show", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert "read as picas 1.1.x format" in shown.stdout and password not in shown.stdout
+    assert picas("views", "create", env=env).returncode == 0
+    info = picas("db", "info", "--json", env=env)
+    assert info.returncode == 0 and db_name in info.stdout, info.stderr
+    assert conf.read_text() == written  # reading never rewrote it
+
+    # picas init on it keeps the 1.1.x format (and so 1.1.x's picas-cli and PicasConfig go on reading it).
+    updated = picas("init", "--no-input", "--db", "otherdb", env=env)
+    assert updated.returncode == 0, updated.stderr
+    data = yaml.safe_load(conf.read_text())
+    assert list(data) == ["host_url", "database", "username", "encrypted_password"] and data["database"] == "otherdb"
+    assert PicasConfig().password() == password
+    refused = picas("init", "--no-input", "--profile", "grid", "--db", "x", env=env)
+    assert refused.returncode == ConfigError.exit_code
+    assert "cannot hold profile 'grid'" in refused.stderr and refused.stderr.count("\n") == 1
+
+    # Without its key the file cannot be used, and every command says so in one line.
+    (home / ".config" / "picas" / "key.dat").unlink()
+    failed = picas("db", "info", env=env)
+    assert failed.returncode == ConfigError.exit_code and "key.dat" in failed.stderr
