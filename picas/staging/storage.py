@@ -60,9 +60,9 @@ def scheme_of(url: str) -> str:
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """What a storage says about one name: its size in bytes and whether it is a folder."""
+    """What a storage says about one name: its size in bytes (None: not said) and whether it is a folder."""
 
-    size: int
+    size: int | None
     is_dir: bool = False
 
 

@@ -130,7 +130,7 @@ class Transfer:
         if info.is_dir:
             raise TransferError(f"{redact_url(url)} is a folder, not a file", url=url, transient=False)
         wanted = tuple(dict.fromkeys((*algorithms, *((checksum.algorithm,) if checksum else ()))))
-        timeout = self.policy.timeout_for(info.size)
+        timeout = self.policy.timeout_for(info.size or 0)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.picas-part")
 
@@ -141,7 +141,7 @@ class Transfer:
             except BaseException:
                 _unlink(partial)
                 raise
-            if got != info.size:
+            if info.size is not None and got != info.size:
                 _unlink(partial)
                 raise TransferError(f"{redact_url(url)}: got {got} of {info.size} bytes", url=url)
             return digests
@@ -159,7 +159,7 @@ class Transfer:
         finally:
             _unlink(partial)
         remember(path, digests)
-        return FileResult(src=url, dst=str(path), size=info.size, seconds=time.monotonic() - started,
+        return FileResult(src=url, dst=str(path), size=path.stat().st_size, seconds=time.monotonic() - started,
                           attempts=attempts, digests=digests)
 
     # ------------------------------------------------------------------ out
@@ -172,7 +172,7 @@ class Transfer:
             value = storage.checksum(url, algorithm, self.policy.base_timeout)
             if value is None:
                 info = storage.stat(url, self.policy.base_timeout)
-                value = digest_chunks(storage.read(url, self.policy.timeout_for(info.size if info else 0)),
+                value = digest_chunks(storage.read(url, self.policy.timeout_for(info.size or 0 if info else 0)),
                                       [algorithm])[algorithm]
             return value
 
@@ -181,7 +181,7 @@ class Transfer:
     def holds(self, url: str, size: int, checksum: Checksum) -> bool:
         """Whether ``url`` holds a file of this size and checksum (the size is compared first: cheap)."""
         info = self.stat(url)
-        if info is None or info.is_dir or info.size != size:
+        if info is None or info.is_dir or info.size not in (size, None):
             return False
         return self.remote_checksum(url, checksum.algorithm) == checksum.value
 
@@ -205,12 +205,12 @@ class Transfer:
             if existing.is_dir:
                 raise TransferError(f"{redact_url(url)} is a folder; name a file, or end the URL with '/' "
                                     f"to copy into it", url=url, transient=False)
-            if existing.size == size and self.remote_checksum(url, algorithm) == local.result().value:
+            if existing.size in (size, None) and self.remote_checksum(url, algorithm) == local.result().value:
                 return FileResult(src=str(path), dst=url, size=size, seconds=time.monotonic() - started,
                                   attempts=0, digests={algorithm: local.result().value}, skipped=True)
             if not overwrite:
                 raise DestinationExists(f"{redact_url(url)} already exists with different content "
-                                        f"({existing.size} bytes there, {size} here)", url=url)
+                                        f"({_bytes(existing.size)} there, {size} here)", url=url)
         timeout = self.policy.timeout_for(size)
 
         def attempt(number: int) -> None:
@@ -218,9 +218,9 @@ class Transfer:
             replace = overwrite or (existing is None and number > 1)
             storage.put(path, url, replace, timeout, self.cancel)
             after = storage.stat(url, self.policy.base_timeout)
-            if after is None or after.size != size:
-                raise TransferError(f"{redact_url(url)} holds {after.size if after else 'no'} bytes after the "
-                                    f"upload of {size}", url=url)
+            if after is None or after.size not in (size, None):
+                raise TransferError(f"{redact_url(url)} holds {_bytes(after.size) if after else 'nothing'} after "
+                                    f"the upload of {size}", url=url)
             kept = storage.checksum(url, algorithm, self.policy.base_timeout)
             if kept is not None and kept != local.result().value:
                 raise TransferError(f"{redact_url(url)} has {algorithm} {kept} after the upload; the local file "
@@ -242,6 +242,10 @@ class Transfer:
 
     def close(self) -> None:
         self.registry.close()
+
+
+def _bytes(size: int | None) -> str:
+    return "an unknown number of bytes" if size is None else f"{size} bytes"
 
 
 def _unlink(path: Path) -> None:

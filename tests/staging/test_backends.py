@@ -2,13 +2,18 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import zlib
 
 import pytest
 
+from picas.server.local import free_port
 from picas.staging.backends.local import FileStorage
-from picas.staging.errors import AccessDenied, DestinationExists, SourceMissing, UnsupportedScheme
+from picas.staging.errors import AccessDenied, DestinationExists, SourceMissing, TransferError, UnsupportedScheme
 from picas.staging.registry import Registry
+from picas.staging.transfer import Transfer
+from tests.helpers import wait_for
 from tests.staging.conftest import require_gfal2
 
 T = 30.0
@@ -109,3 +114,32 @@ def test_file_urls(kind, tmp_path):
     storage.delete(url, T)
     assert storage.stat(url, T) is None
     assert isinstance(Registry(["file"], environ={}).for_url(url), FileStorage)
+
+
+def test_a_plain_http_server_without_webdav_serves_stage_in(registry, tmp_path):
+    """Python's own http.server answers PROPFIND with 501: the size then comes from HEAD."""
+    served = tmp_path / "served"
+    served.mkdir()
+    data = os.urandom(300_000)
+    (served / "f.bin").write_bytes(data)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"], cwd=served,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/f.bin"
+        storage = registry.for_url(url)
+        wait_for(lambda: _answers(storage, url), timeout=30, what="http.server")
+        assert storage.stat(url, T).size == len(data)
+        assert storage.stat(f"http://127.0.0.1:{port}/absent", T) is None
+        Transfer(registry).fetch(url, tmp_path / "got.bin")
+        assert (tmp_path / "got.bin").read_bytes() == data
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _answers(storage, url: str) -> bool:
+    try:
+        return storage.stat(url, 2.0) is not None
+    except TransferError:
+        return False

@@ -209,7 +209,8 @@ class WebDavStorage(Storage):
                 return None
             if response.status != 200:
                 raise self._fail(response, url, "HEAD")
-            return RemoteFile(size=int(response.headers.get("Content-Length") or 0))
+            length = response.headers.get("Content-Length")
+            return RemoteFile(size=int(length) if length and length.isdigit() else None)
         if response.status != 207:
             raise self._fail(response, url, "PROPFIND")
         return self._parse_stat(response.data, url)
