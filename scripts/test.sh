@@ -8,7 +8,9 @@
 # 2. pouchdb-server from npm, into the per-user picas data dir (what 'picas server' uses);
 # 3. a real single-node Slurm (Debian packages + daemons), when running as root; the Slurm
 #    tests skip without one on a developer's machine, but fail in CI (CI=true);
-# 4. pytest over tests/.
+# 4. pytest over tests/;
+# 5. when no pytest args are given: the classic-API and pilot tests on Python 3.9 and 3.13, the ends
+#    of the supported range, each in a venv of its own (scripts/test-pythons.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -93,5 +95,10 @@ status=$?
 set -e
 if [ "$status" = 5 ]; then
     echo "test.sh: error: pytest collected no tests" >&2
+fi
+
+if [ "$#" = 0 ]; then
+    echo "== the classic API and the pilot on Python 3.9 and 3.13"
+    bash scripts/test-pythons.sh 3.9 3.13 || { [ "$status" != 0 ] || status=1; }
 fi
 exit "$status"
