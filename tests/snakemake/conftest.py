@@ -92,9 +92,28 @@ def snakemake(cwd: Path, env: dict, *args: str, timeout: float = 600) -> subproc
                           text=True, timeout=timeout)
 
 
-def start_snakemake(cwd: Path, env: dict, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "snakemake", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+class Running:
+    """Snakemake running in the background, its output going to a file (a pipe nobody reads would fill up)."""
+
+    def __init__(self, cwd: Path, env: dict, args: tuple[str, ...]) -> None:
+        self.log = cwd.parent / f"{cwd.name}-snakemake.log"
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "snakemake", *args], cwd=cwd, env=env, stdout=out,
+                                         stderr=subprocess.STDOUT)
+
+    def finish(self, timeout: float = 600) -> str:
+        """Wait for the end; its whole output."""
+        self.proc.wait(timeout=timeout)
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def start_snakemake(cwd: Path, env: dict, *args: str) -> Running:
+    return Running(cwd, env, args)
 
 
 def expected_summary(data: Path, top: int = 3) -> list[tuple[str, str, int]]:

@@ -64,16 +64,16 @@ def test_sigint_leaves_no_todo_token_of_the_run_and_stops_its_running_jobs(pool,
     (flow / "Snakefile").write_text(SLOW.replace("SECONDS", seconds))
     pilots = start_pilot(pool.server, pool.db, "--wait", "--heartbeat", "1", "-j", "2", "--design-doc", "SlowJobs",
                          env=pool.env, start_new_session=True)
-    proc = start_snakemake(flow, pool.env, "--executor", "picas", "--jobs", "4", "--picas-design-doc", "SlowJobs",
-                           *FAST)
+    run = start_snakemake(flow, pool.env, "--executor", "picas", "--jobs", "4", "--picas-design-doc", "SlowJobs",
+                          *FAST)
     try:
         wait_for(lambda: len(list(flow.glob("started-*"))) == 2, timeout=300, what="two jobs running on the pilots")
         tokens = [doc for doc in pool.run_tokens() if doc["rule"] == "slow"]
         run_id = tokens[0]["snakemake_run"]
         assert sorted(tok.state(doc) for doc in tokens) == ["locked", "locked", "todo", "todo"]
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=120)
-        assert proc.returncode != 0
+        run.proc.send_signal(signal.SIGINT)
+        out = run.finish(timeout=120)
+        assert run.proc.returncode != 0
 
         left = pool.run_tokens(run_id)
         assert [tok.state(doc) for doc in left] == [State.ERROR, State.ERROR], "todo tokens of the run are deleted"
@@ -90,8 +90,7 @@ def test_sigint_leaves_no_todo_token_of_the_run_and_stops_its_running_jobs(pool,
         assert not list(flow.glob("finished-*")) and not (flow / "slow").exists()
         assert {doc["_id"]: doc["_rev"] for doc in pool.client.bulk_get(list(before)).values()} == before
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        run.stop()
         pilots.send_signal(signal.SIGTERM)  # picas run passes it on to its two pilots
         try:
             pilots.wait(timeout=60)
