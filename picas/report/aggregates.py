@@ -68,9 +68,9 @@ def window(docs: Iterable[dict], tries: Iterable[Attempt], now: float, since: fl
     return Window(start=start, end=max(now, start + step), step=step)
 
 
-def current_counts(docs: Iterable[dict]) -> dict[str, int]:
-    """Tokens per state now, as ``picas status`` counts them."""
-    counts = Counter(tok.state(d) for d in docs)
+def current_counts(docs: Iterable[dict], states: Iterable[str] | None = None) -> dict[str, int]:
+    """Tokens per state now, as ``picas status`` counts them (``states``: each doc's, when known already)."""
+    counts = Counter(states if states is not None else (tok.state(d) for d in docs))
     out = {state: counts.get(state, 0) for state in STATES}
     if counts.get("other"):
         out["other"] = counts["other"]

@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from picas.core import token as tok
 from picas.pool.tokens import job_id
 
-__all__ = ["Attempt", "Outcome", "attempts", "created_at", "has_history", "is_scrub", "number", "transitions"]
+__all__ = ["Attempt", "Outcome", "attempts", "created_at", "has_history", "is_scrub", "is_scrub_reason", "number",
+           "transitions"]
 
 
 class Outcome(str, enum.Enum):
@@ -100,10 +101,14 @@ def has_history(doc: dict) -> bool:
     return isinstance(history, list) and any(isinstance(e, dict) and "event" in e for e in history)
 
 
+def is_scrub_reason(reason: str) -> bool:
+    """The reason :func:`picas.pool.scrub.scrub_decision` gives: a lease ran out (not a retry, not an operator)."""
+    return "lease of" in reason or "without a lease" in reason
+
+
 def is_scrub(entry: dict) -> bool:
     """A reset that took a token from a pilot whose lease ran out (by a scrub, not a retry or an operator)."""
-    reason = str(entry.get("reason") or "")
-    return entry.get("event") == "reset" and ("lease of" in reason or "without a lease" in reason)
+    return entry.get("event") == "reset" and is_scrub_reason(str(entry.get("reason") or ""))
 
 
 def _events(doc: dict) -> list[dict]:

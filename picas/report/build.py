@@ -10,6 +10,7 @@ import datetime
 import time
 from typing import Iterable
 
+from picas.core import token as tok
 from picas.errors import InvalidInput
 from picas.pool.tokens import parse_duration
 
@@ -107,15 +108,16 @@ def build(tokens: list[dict], pilot_records: list[dict], *, now: float, since: f
     win = agg.window(tokens, tries, now, since)
     summaries = summarize(pilot_records, every, now, _heartbeats(tokens))
     class_of = {s.pilot: s.klass for s in summaries if s.klass}
+    states = [tok.state(doc) for doc in tokens]
     tl = timeline(tries, now)
-    fail = failures(tokens, tries, log_tails)
+    fail = failures(tokens, tries, log_tails, states=states)
     pil = pilots(summaries)
     return {
         "schema": SCHEMA,
         "meta": {"title": title or "picas report", "source": source, "scope": scope, "generated": now,
                  "since": since, "tokens": len(tokens), "attempts": len(tries), "pilots": len(summaries),
                  "step": win.step, "start": win.start, "end": win.end},
-        "counts": agg.current_counts(tokens),
+        "counts": agg.current_counts(tokens, states),
         "progress": agg.progress(tokens, win, tries_of),
         "throughput": agg.throughput(tries, win),
         "concurrency": agg.concurrency(tries, pilot_spans(summaries), win, now),

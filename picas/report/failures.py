@@ -12,7 +12,7 @@ from collections import Counter
 from typing import Iterable
 
 from picas.core import token as tok
-from picas.report.attempts import Attempt, Outcome, attempts, has_history, is_scrub, last_error, number
+from picas.report.attempts import Attempt, Outcome, attempts, is_scrub_reason, last_error, number
 
 __all__ = ["MAX_FAILED_ROWS", "failures", "short_message"]
 
@@ -33,15 +33,19 @@ def _code(value: object) -> str:
 
 
 def failures(docs: list[dict], tries: Iterable[Attempt], log_tails: dict[str, str] | None = None,
-             max_rows: int = MAX_FAILED_ROWS) -> dict:
-    """Failed attempts by exit code, host and message; retries and scrubs; the failed tokens themselves."""
+             max_rows: int = MAX_FAILED_ROWS, states: list[str] | None = None) -> dict:
+    """Failed attempts by exit code, host and message; retries and scrubs; the failed tokens themselves.
+
+    ``states`` may bring each doc's current state (in the order of ``docs``), when known already.
+    """
     log_tails = log_tails or {}
     by_code: Counter = Counter()
     by_message: Counter = Counter()
     host_total: Counter = Counter()
     host_failed: Counter = Counter()
     outcomes: Counter = Counter()
-    for attempt in tries:
+    seen = list(tries)
+    for attempt in seen:
         outcomes[attempt.outcome.value] += 1
         host = attempt.host or "?"
         if attempt.ended is not None:
@@ -50,14 +54,16 @@ def failures(docs: list[dict], tries: Iterable[Attempt], log_tails: dict[str, st
             host_failed[host] += 1
             by_code[_code(attempt.exit_code)] += 1
             by_message[short_message(attempt.message) or f"(no message; exit code {_code(attempt.exit_code)})"] += 1
-    scrub_events = 0
-    scrubbed_tokens = 0
-    for doc in docs:
-        count = sum(1 for e in doc.get("history") or [] if isinstance(e, dict) and is_scrub(e))
-        scrub_events += count
-        if count or (not has_history(doc) and int(number(doc.get("scrub_count")) or 0) > 0):
-            scrubbed_tokens += 1
-    failed_docs = [d for d in docs if tok.state(d) == "error"]
+    # A scrub ends an attempt (SCRUBBED, or LOST when its pilot finished after all) with the scrub's reason.
+    scrubbed = [a.token for a in seen if a.outcome in (Outcome.SCRUBBED, Outcome.LOST) and is_scrub_reason(a.message)]
+    scrub_events = len(scrubbed)
+    scrubbed_ids = set(scrubbed)
+    for doc in docs:  # tokens of older clients only know how often they were scrubbed
+        if not doc.get("history") and int(number(doc.get("scrub_count")) or 0) > 0:
+            scrubbed_ids.add(str(doc.get("_id")))
+    scrubbed_tokens = len(scrubbed_ids)
+    states = states if states is not None else [tok.state(d) for d in docs]
+    failed_docs = [d for d, state in zip(docs, states) if state == "error"]
     failed_docs.sort(key=lambda d: -(number(d.get("done")) or 0))
     rows = [_row(doc, log_tails.get(str(doc.get("_id")))) for doc in failed_docs[:max_rows]]
     hosts = sorted(host_total, key=lambda h: (-host_failed[h], h))[:TOP]

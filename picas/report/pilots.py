@@ -98,13 +98,17 @@ def summarize(records: Iterable[dict], tries: Iterable[Attempt], now: float,
         summary.reason = str(record.get("reason") or "")
         summary.end = str(record.get("end") or (PilotEnd.RUNNING.value if summary.ended is None else UNKNOWN))
         lease[pilot] = number(record.get("lease_seconds")) or DEFAULT_LOST_AFTER
+    done, failed, not_own = Outcome.DONE, (Outcome.ERROR, Outcome.RETRIED), (Outcome.SCRUBBED, Outcome.LOST)
     for attempt in tries:
-        summary = found.setdefault(attempt.pilot, PilotSummary(attempt.pilot, host=attempt.host))
+        summary = found.get(attempt.pilot)
+        if summary is None:
+            summary = found[attempt.pilot] = PilotSummary(attempt.pilot, host=attempt.host)
         summary.host = summary.host or attempt.host
         summary.job = summary.job or attempt.job
-        if attempt.outcome == Outcome.DONE:
+        outcome = attempt.outcome
+        if outcome is done:
             summary.done += 1
-        elif attempt.outcome in (Outcome.ERROR, Outcome.RETRIED):
+        elif outcome in failed:
             summary.failed += 1
         else:
             summary.other += 1
@@ -112,7 +116,7 @@ def summarize(records: Iterable[dict], tries: Iterable[Attempt], now: float,
         stop = attempt.finished if attempt.finished is not None else attempt.end_or(now)
         summary.spans.append((begin, max(begin, stop)))
         # A sign of life is what the pilot itself wrote: its claims and the ends it recorded (not a scrub's).
-        own_end = attempt.ended is not None and attempt.outcome not in (Outcome.SCRUBBED, Outcome.LOST)
+        own_end = attempt.ended is not None and outcome not in not_own
         seen = attempt.ended if own_end else attempt.claimed
         summary.last_seen = max(summary.last_seen or seen, seen)
     for pilot, summary in found.items():
