@@ -12,16 +12,9 @@ import sys
 
 import pytest
 
-from picas.clients import CouchDB
 from picas.documents import Task
 from picas.errors import Conflict, DatabaseNotFound, NotFound, PicasError
 from tests.classic.mockdb import require_couchdb_http
-
-
-@pytest.fixture
-def classic(couch_server, db_name) -> CouchDB:
-    user, password = couch_server.admin
-    return CouchDB(url=couch_server.url, db=db_name, username=user, password=password)
 
 
 def test_a_real_409_is_caught_by_couchdb_pythons_except_clause(classic):
