@@ -28,9 +28,9 @@ QUICK_INPUTS = ["echo 'this is token 1'", "echo 'this is token 2'", "echo 'this 
 
 
 def _picas_cli() -> list[str]:
-    """The installed ``picas-cli`` script, or the module behind it when the package was installed without it."""
-    script = shutil.which("picas-cli")
-    return [script] if script else [sys.executable, "-m", "picas.apps.picas_cli"]
+    """This interpreter's ``picas-cli`` script, or the module behind it when the package was installed without it."""
+    script = Path(sys.executable).parent / "picas-cli"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "picas.apps.picas_cli"]
 
 
 @pytest.fixture

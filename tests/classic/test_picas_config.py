@@ -222,8 +222,8 @@ def test_without_cryptography_the_error_says_how_to_install_it(tmp_path: Path):
 
 # ---------------------------------------------------------------------- picas-cli
 def picas_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    script = shutil.which("picas-cli")
-    command = [script] if script else [sys.executable, "-m", "picas.apps.picas_cli"]
+    script = Path(sys.executable).parent / "picas-cli"  # this interpreter's script, not another's on PATH
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "picas.apps.picas_cli"]
     return subprocess.run(command + list(args), capture_output=True, text=True, timeout=60, env=env,
                           stdin=subprocess.DEVNULL)
 
