@@ -25,6 +25,7 @@ another address, or silently moved its password from ``http`` to
 from __future__ import annotations
 
 import base64
+import functools
 import http.client
 import json
 import os
@@ -114,6 +115,7 @@ class _SentTracking:
         return super().request(*args, **kwargs)  # type: ignore[misc]
 
 
+@functools.lru_cache(maxsize=None)
 def _tracked(pool_class: type) -> type:
     """A subclass of a urllib3 pool class whose connections record when a request starts to leave."""
     connection_class = type(f"Tracked{pool_class.ConnectionCls.__name__}",
