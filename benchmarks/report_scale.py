@@ -52,6 +52,8 @@ from picas.report.failures import failed_ids  # noqa: E402
 from picas.report.page import data_json, plotly_js, render  # noqa: E402
 
 PILOTS = 200
+#: With --url: the server's process id (e.g. CouchDB's beam.smp), to read the CPU time it spends on the report.
+SERVER_PID: int | None = None
 HOSTS = 25
 SPAN = 3600.0
 
@@ -116,7 +118,9 @@ def server(url: str | None) -> Iterator[ServerURL]:
         with fresh_server() as fresh:
             yield fresh
         return
-    yield ServerURL(url)
+    given = ServerURL(url)
+    given.pid = SERVER_PID
+    yield given
 
 
 def measure(count: int, url: str | None) -> dict:
@@ -187,7 +191,7 @@ def _measure(client, url: ServerURL, db: str, count: int, now: float, who, push_
             "page_in_process_mb": round(len(page.encode()) / 1e6, 2),
             "peak_rss_mb": round(after.ru_maxrss / 1024, 1), "client_cpu_seconds": round(client_cpu, 2),
             "server_cpu_seconds": None if server_cpu is None else round(server_cpu, 2),
-            "server": "pouchdb-server (fresh, in memory)" if url.pid else f"{parts.hostname}:{parts.port}",
+            "server": f"{parts.hostname}:{parts.port}" if parts.username else "pouchdb-server (fresh, in memory)",
             "load_average_before": round(load, 2), "phases_seconds": phases,
             "timeline_attempts_shown": data["timeline"]["shown_attempts"],
             "attempts": data["meta"]["attempts"], "push_seconds": round(push_seconds, 1),
@@ -199,7 +203,10 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--url", help="measure on this server (http://admin:pass@host:port, e.g. Apache CouchDB) "
                                       "instead of a fresh pouchdb-server")
+    parser.add_argument("--server-pid", type=int, help="with --url: the server's pid, for its CPU seconds")
     args = parser.parse_args()
+    global SERVER_PID
+    SERVER_PID = args.server_pid
     for count in args.tokens:
         emit(measure(count, args.url))
 
