@@ -79,20 +79,22 @@ class Pilot:
         self.workroot = Path(cfg.workdir or Path(tempfile.gettempdir()) / f"picas-{os.getuid()}")
         self.stop_callback = stop_callback
         self.on_event = on_event or (lambda kind, doc, info: None)
-        self.flags = flags or StopFlags()
+        self.flags = flags if flags is not None else StopFlags()
         self.install_signals = install_signals
         env = {"PICAS_HOST_URL": client.url, "PICAS_DATABASE": client.database or "",
                "PICAS_PILOT_ID": self.who.pilot_id}
         # Staging wraps the bash executor; a token without stage_in/stage_out passes straight through.
-        self.executor: Executor = executor or StagingExecutor(BashExecutor(
+        self.executor: Executor = executor if executor is not None else StagingExecutor(BashExecutor(
             self.workroot / safe_name(self.who.pilot_id), log_cap=cfg.log_cap, grace=cfg.grace,
             keep_workdirs=cfg.keep_workdirs, env=env), skip_done_outputs=cfg.skip_done_outputs)
-        self.claimer: ClaimSource = claimer or Claimer(
+        self.claimer: ClaimSource = claimer if claimer is not None else Claimer(
             self.client, self.who, design=cfg.design, view=cfg.view, window=max(cfg.window, cfg.prefetch * 3),
             lease_seconds=cfg.lease_seconds, view_params=cfg.view_params, stop=self.flags.requested)
         # The keeper renews leases from a thread of its own, so it gets a connection of its own.
-        self.keeper: Holder = keeper or LeaseKeeper(self.client.copy(), self.who, cfg.heartbeat, cfg.lease_seconds)
-        self.journal: ResultJournal = journal or Journal(self.workroot / f"journal-{self.who.pilot_id}.jsonl")
+        self.keeper: Holder = keeper if keeper is not None else LeaseKeeper(
+            self.client.copy(), self.who, cfg.heartbeat, cfg.lease_seconds)
+        self.journal: ResultJournal = journal if journal is not None else Journal(
+            self.workroot / f"journal-{self.who.pilot_id}.jsonl")
         self.report = PilotReport(pilot_id=self.who.pilot_id)
         # The pilot record (start, end, how it ended) for 'picas report'; best effort, never stops the pilot.
         self.recorder = Recorder(self.client, self.who, design=cfg.design, view=cfg.view,
