@@ -20,63 +20,36 @@ python3 -m pip install --quiet --disable-pip-version-check -e '.[test,snakemake]
 echo "== installing pouchdb-server (npm) if missing"
 python3 -m picas server install
 
-# Headless Chromium (Debian's package) loads the HTML report and the dashboard in tests/report.
-if ! command -v chromium >/dev/null 2>&1; then
+# Debian packages the tests need, installed when missing (as root). Without root they are skipped
+# locally, and CI (CI=true) fails: a missing component must not pass as a skipped test.
+#   need_debs WHAT COMMAND-OR-- PACKAGE...   (COMMAND: a program that proves the packages are there;
+#   DEB_OPTS="" installs the recommended packages too)
+need_debs() {
+    local what=$1 probe=$2
+    shift 2
+    if [ "$probe" != "--" ] && command -v "$probe" >/dev/null 2>&1; then return 0; fi
+    if [ "$probe" = "--" ] && dpkg -s "$@" >/dev/null 2>&1; then return 0; fi
     if [ "$(id -u)" = 0 ]; then
-        echo "== installing headless Chromium (Debian) for the report tests"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+        echo "== installing $* (Debian) for $what"
+        [ -n "${apt_updated:-}" ] || { apt-get update -qq; apt_updated=1; }
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ${DEB_OPTS---no-install-recommends} "$@" >/dev/null
     elif [ "${CI:-}" = "true" ]; then
-        echo "test.sh: error: CI needs root to install chromium for the report tests" >&2
+        echo "test.sh: error: CI needs root to install $* for $what" >&2
         exit 1
     else
-        echo "== not root and no chromium: the report's browser tests will be skipped"
+        echo "== not root and no $*: the tests of $what will be skipped"
     fi
-fi
-
-# gfal2 from Debian (python3-gfal2 with its file and http plugins) for the staging tests in tests/staging.
-if ! dpkg -s python3-gfal2 gfal2-plugin-file gfal2-plugin-http >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ]; then
-        echo "== installing gfal2 (Debian) for the staging tests"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-            python3-gfal2 gfal2-plugin-file gfal2-plugin-http >/dev/null
-    elif [ "${CI:-}" = "true" ]; then
-        echo "test.sh: error: CI needs root to install gfal2 for the staging tests" >&2
-        exit 1
-    else
-        echo "== not root and no gfal2: the staging tests that need it will be skipped"
-    fi
-fi
-
+}
+# Headless Chromium loads the HTML report and the dashboard (tests/report); its recommended fonts draw the text.
+DEB_OPTS="" need_debs "the report tests" chromium chromium
+# gfal2 with its file and http plugins (tests/staging).
+need_debs "the staging tests" -- python3-gfal2 gfal2-plugin-file gfal2-plugin-http
 # strace (the grid sandbox test lists every file a pilot opens) and a C compiler (the grid example's payload).
-if ! command -v strace >/dev/null 2>&1 || ! command -v cc >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ]; then
-        echo "== installing strace and gcc (Debian) for the grid tests"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends strace gcc libc6-dev >/dev/null
-    elif [ "${CI:-}" = "true" ]; then
-        echo "test.sh: error: CI needs root to install strace and gcc for the grid tests" >&2
-        exit 1
-    else
-        echo "== not root and no strace or cc: the grid tests that need them will be skipped"
-    fi
-fi
-
-# Apache CouchDB 3.4 (single node and a 3-node cluster, from the relocatable build in ../shared/couchdb)
-# needs these Debian runtime libraries; the build carries its own Erlang.
-if ! dpkg -s libicu72 libssl3 curl >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ]; then
-        echo "== installing the CouchDB runtime packages (Debian) for the CouchDB tests"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libicu72 libssl3 curl >/dev/null
-    elif [ "${CI:-}" = "true" ]; then
-        echo "test.sh: error: CI needs root to install libicu72 libssl3 curl for the CouchDB tests" >&2
-        exit 1
-    else
-        echo "== not root and no libicu72/libssl3/curl: the CouchDB tests will be skipped"
-    fi
-fi
+need_debs "the grid tests" strace strace
+need_debs "the grid tests" cc gcc libc6-dev
+# Apache CouchDB 3.4 (one node and a 3-node cluster, from the relocatable build in ../shared/couchdb)
+# carries its own Erlang but needs these runtime libraries.
+need_debs "the CouchDB tests" -- libicu72 libssl3 curl
 
 if [ "$(id -u)" = 0 ]; then
     echo "== starting a single-node Slurm"
