@@ -30,20 +30,27 @@ def db() -> None:
 @db.command("create")
 @click.option("--no-members", is_flag=True, help="Do not make the current user the database's only member.")
 @click.option("--exist-ok", is_flag=True, help="Succeed if the database exists already.")
+@click.option("--q", "shards", type=click.IntRange(min=1), default=None, metavar="N",
+              help="CouchDB cluster: shards of the database [default: the server's, 2 on CouchDB 3].")
+@click.option("--n", "copies", type=click.IntRange(min=1), default=None, metavar="N",
+              help="CouchDB cluster: copies of each shard, on as many nodes [default: the server's, 3].")
 @connection_options
-def create_cmd(settings: Settings, no_members: bool, exist_ok: bool) -> None:
+def create_cmd(settings: Settings, no_members: bool, exist_ok: bool, shards: int | None,
+               copies: int | None) -> None:
     """Create the database (server admins only) and make the current user its member.
 
     A database with no members in its _security is open to anyone who can
     reach the server, so by default the user who creates it becomes its
-    member.
+    member.  On a CouchDB cluster --q and --n choose its shards and copies;
+    with --n 3 any one node may be down and pilots go on.
 
     \b
-    Example:
+    Examples:
       picas db create --db run42
+      picas db create --db run42 --q 8 --n 3 --url http://n1:5984,http://n2:5984,http://n3:5984
     """
     client = make_client(settings)
-    created = database.create(client, exist_ok=exist_ok, members=not no_members)
+    created = database.create(client, exist_ok=exist_ok, members=not no_members, q=shards, n=copies)
     where = f"'{client.database}' on {client.url}"
     click.echo(f"Created database {where}." if created else f"Database {where} exists already.")
 
@@ -66,6 +73,10 @@ def info_cmd(settings: Settings, as_json: bool) -> None:
     click.echo(f"Database   {details['name']} on {details['url']}")
     deleted = f" ({details['doc_del_count']:,} deleted)" if details.get("doc_del_count") is not None else ""
     click.echo(f"Documents  {details['doc_count']:,}{deleted}")
+    if details.get("cluster") and int(details["cluster"].get("n") or 1) > 1:
+        shape = details["cluster"]
+        click.echo(f"Cluster    {shape.get('q')} shards x {shape.get('n')} copies (w={shape.get('w')}, "
+                   f"r={shape.get('r')})")
     if details.get("size") is not None:
         click.echo(f"Size       {details['size']:,} bytes")
     click.echo(f"Members    {members or '(none: open to anyone who reaches the server)'}")

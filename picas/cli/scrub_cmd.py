@@ -28,6 +28,8 @@ def scrub(settings: Settings, design: str, older_than: float | None, max_attempt
     network.  Each such token goes back to todo with its scrub_count
     increased and the reason in its history.  Tokens locked by older picas
     clients have no lease: give --older-than to reset those by lock age.
+    On a CouchDB cluster it also settles documents with conflicting
+    revisions first, keeping the one the token's history says counts.
 
     \b
     Examples:
@@ -38,7 +40,7 @@ def scrub(settings: Settings, design: str, older_than: float | None, max_attempt
     """
     client = make_client(settings)
     report = scrub_expired(client, design=design, older_than=older_than, max_attempts=max_attempts,
-                           dry_run=dry_run)
+                           dry_run=dry_run, settle_conflicts=True)
     if as_json:
         click.echo(json.dumps({"reset": len(report.reset), "errored": len(report.errored), "dry_run": dry_run,
                                "requests": report.requests, "ids": report.reset + report.errored}))
@@ -47,4 +49,6 @@ def scrub(settings: Settings, design: str, older_than: float | None, max_attempt
     line = f"{verb} {len(report.reset)} tokens with expired leases"
     if report.errored:
         line += f"; {len(report.errored)} {'would go' if dry_run else 'went'} to error (scrubbed too often)"
+    if report.settled:
+        line += f"; settled {report.settled} documents with conflicting revisions"
     click.echo(line + f" ({report.requests} requests)")

@@ -1,7 +1,7 @@
 """The claim protocol: how a pilot takes a token so that no token is ever held twice.
 
-Protocol
---------
+One copy of the database (pouchdb-server, a CouchDB single node)
+-----------------------------------------------------------------
 1. Query the pilot's view (``todo`` by default) with ``include_docs=true`` for a
    small window of rows.  The view row only says that the token *was* todo when
    the index was last brought up to date; the ``doc`` that comes with it is the
@@ -25,6 +25,120 @@ revision, and after the first win the token's revision is a locked one.  A
 pilot that loses its lock later (a scrub after its lease ran out) finds out at
 its next write, which fails for the same reason.
 
+A CouchDB cluster (n > 1 copies of every document)
+---------------------------------------------------
+Why the above is not enough.  Each copy takes a write if the revision it names
+is a leaf *there*; the node that coordinates the request answers 201 when ``w``
+copies took it, 202 ("accepted") when fewer did, 409 when none that answered
+did; the copies exchange what they took afterwards (:mod:`picas.core.replicas`).
+Two pilots that read the same todo revision can thus both be taken, by
+different copies: one may get 201 and the other 202, and the token ends with
+two claims as conflicting leaves, of which CouchDB shows the one with the
+longer history, then the larger revision id, not the one answered 201.  Once a
+token has two todo leaves, a claim can even be written on each, and both be
+answered 201.  Reading cannot settle it: a read with ``r`` = all copies returns
+the union of what the copies that answered hold, cannot say which copy holds
+what, cannot see a write still in flight to a copy, and reads only the copies
+that are up.
+
+What does settle it (fact W): with ``w`` a majority of the ``n`` copies, of
+several writes that start from one revision, or that create one new document,
+at most one is answered 201 (*committed*), whatever else happens.  A copy
+takes at most one of them (after it took one, that revision is no longer a
+leaf there, or the document exists there: a copy takes a creation only where
+the document has no live leaf), and two majorities share a copy.  The answer
+reports what the copies took, so a committed write needs no read to prove it.
+
+The protocol (:mod:`picas.core.locks` does steps 2 and 3):
+
+1. Read candidates as above (the view: a cluster's ``_all_docs`` is read from
+   one copy per shard, see :mod:`picas.core.scanner`); a body read with its
+   conflicts is settled first (step 5).  Say it is todo with ``attempts == a``.
+2. Create the lock document ``picas-claim:<a+1>:<token>``, with ``w`` a
+   majority.  Only a 201 wins attempt ``a+1``.  A 202, or an answer lost and
+   read back, proves nothing: the pilot deletes its own lock revision at once
+   (deleting its own leaf cannot touch another's), so it blocks no one, and
+   the token is not its own.  A 409: another pilot has that attempt.  A lock
+   is never deleted once won.
+3. With the lock, write the claim (``attempts = a + 1``) onto the body read,
+   with ``w`` a majority.  A 201: the token is ours; run it.  Anything else
+   (202, 409, no answer) leaves the claim *unsettled*, and the token as it is
+   then stored decides: our claim, stored somewhere, counts once a renewal on
+   top of it is committed (it is then on a majority) while the lock's lease
+   lasts, and is given back (todo again, ``attempts = a + 1``) after that;
+   the todo body still there is claimed again while the lock's lease lasts.
+4. Only the holder writes a token it holds: renewals, its result, a give-back,
+   each onto its own newest revision.  There an answer 202 is accepted: no
+   other claim exists to compete with it, and the copies pass it on.
+5. Conflicting leaves are settled by the token's history
+   (:func:`picas.core.replicas.rank`): a later attempt outranks an earlier
+   one, an ending of an attempt (a result, a give-back, a reset) outranks its
+   lock, a result outranks a reset of the same attempt; CouchDB's order breaks
+   ties.  The losers are deleted (each deletion has the same revision id
+   whoever writes it, so settlers never conflict).  Every path that changes a
+   token reads it settled first; pilots that find no work left settle the lock
+   documents; ``picas scrub`` settles every document.
+
+The guarantee: while leases are honoured (a pilot renews its lease before it
+runs out; a scrub, an operator's reset or a skip acts on a lease only after
+it ran out; clocks agree within :data:`picas.core.locks.SKEW`), no two pilots
+run the same attempt of a token, and attempt ``a+1`` starts only after
+attempt ``a`` ended.  No token is ever run twice unless someone gave it back
+to todo (a failure with retries left, a stopped pilot, a scrub, an operator).
+
+Proof.
+
+(a) At most one pilot ever holds attempt ``a+1``: holding means a committed
+    creation of its lock; by fact W at most one creation is committed, and
+    since the won lock keeps a live leaf on a majority (it is never deleted,
+    and settling a lock keeps one live leaf) no creation can be committed
+    later either.
+(b) Only the holder writes a claim with ``attempts = a + 1`` (step 3 runs only
+    under a won lock), and a pilot runs a token only on its own committed or
+    confirmed claim.  Every way of reaching attempt ``a+1``, whatever the
+    token's leaves look like (two todo leaves, a stale view row, a conflicting
+    claim), leads to the same lock, so (a) decides it.  Two different
+    attempts are never run at once either: by (c).
+(c) A todo body with ``attempts == a`` exists only once attempt ``a`` ended:
+    it is written by attempt ``a``'s holder giving the token back (a retry, a
+    stop, an unsettled claim), or by a scrub, an operator or a skipper after
+    its lease ran out; or it is the pushed token (``a == 0``).  A body read
+    late, with ``attempts`` below the current attempt, names a lock that
+    exists already: 409, nothing is written.
+(d) A copy still has a write in flight when the claimer checks: nothing above
+    checks by reading.  The only evidence is the 201 of a write, which counts
+    copies that took it.  A lock creation still on its way to a copy is taken
+    there only if that copy has no live leaf of the lock; it can never make a
+    second creation committed, because the first is live on a majority.  A
+    claim in flight is the holder's own (b).  A read in step 3 that misses a
+    copy (in flight, or down) may show the todo body while our claim is stored
+    elsewhere: we then claim it again, and both claims are ours, of the same
+    attempt; settling keeps one, and no one else can run it (a).
+(e) Two nodes of three down: every write answers 202.  No lock is committed,
+    so no attempt is won, and each lock written is deleted again by its
+    writer: pilots find no token they may run, back off and wait (in-flight
+    claims of step 3 stay unsettled until the copies are back).  Results and
+    renewals of tokens already held are answered 202 and kept: their holders
+    are their only writers, and the copies pass them on when the nodes return.
+    Nothing runs twice and nothing is lost; the pool moves on when a majority
+    of copies is back.
+(f) No result is lost to a losing revision: only the holder writes its
+    result, onto its own revision; if a scrub's or operator's reset raced it,
+    the result outranks the reset (step 5).  A result outranked by a later
+    attempt (its lease had run out, and another pilot ran the token) is noted
+    in the token's history by the settling, as on one server.
+(g) A burned attempt (its lock's winner died before its claim): the token
+    stays todo with ``attempts == a`` and lock ``a+1`` exists.  Once that
+    lock's lease is over (plus SKEW), a pilot that finds it reads the token
+    from every copy and, if it is still that todo, takes lock ``a+2`` and
+    claims with ``attempts = a + 2``; that claim counts only if committed.
+    The late winner writes its claim only before its lease is over (minus
+    SKEW), and both write onto the same revision, so by fact W at most one of
+    them is committed.
+
+Cost: on a cluster a claim is two writes (lock, then claim) instead of one.
+Lock documents stay, one per attempt, of type ``picas-claim``; views skip them.
+
 Why it is fast:
 
 * While most of the pool is todo, candidates come from ``_all_docs`` (the
@@ -35,7 +149,8 @@ Why it is fast:
   scanner repeats exactly.
 * The view is queried once per window, not once per token; a window is used
   until it runs out or turns out to be contested.
-* Windows are first read from the index as it stands (``stale=ok``), which
+* Windows are first read from the index as it stands (``stale=ok`` on
+  pouchdb-server, ``update=false`` on CouchDB), which
   spares the server the index update that a fresh query forces; the index is
   refreshed only when a stale window holds nothing claimable any more
   (step 2 makes stale rows harmless).
@@ -61,7 +176,9 @@ from dataclasses import dataclass, field
 
 from picas.core import token as tok
 from picas.core.client import BulkResult, CouchClient, ViewRow
-from picas.errors import Conflict
+from picas.core.locks import ClusterClaims, settle_locks
+from picas.core.replicas import Replicas, replicas_of, settle_body
+from picas.errors import Conflict, PicasError
 from picas.core.retry import Backoff
 from picas.core.scanner import NONE_LEFT, Scanner, scannable, wrapped_window
 
@@ -151,16 +268,21 @@ class Claimer:
         self.scan = scan
         self.scanner = Scanner(client, who, self.stats, design=design, view=view, window=window,
                                random_key=lambda: self.keys.random_key(self.rng), rng=self.rng, clock=clock)
+        self._replicas: Replicas | None = None
+        self._cluster: ClusterClaims | None = None
+        self._tidied = float("-inf")
 
     # ------------------------------------------------------------------ candidates
     def _query(self, startkey: str | None, stale: bool, docs: bool = True, limit: int | None = None,
                descending: bool = False) -> list[ViewRow]:
         params = dict(self.view_params)
         params.update(include_docs=docs, limit=limit or self.window)
+        if docs:
+            params["conflicts"] = True  # a body with conflicting leaves is settled before it is claimed
         if descending:
             params["descending"] = not params.get("descending", False)
-        if stale:
-            params.setdefault("stale", "ok")
+        if stale and "stale" not in params and "update" not in params:
+            params.update(self.replicas.stale)  # update=false on CouchDB, stale=ok on pouchdb-server
         if startkey is not None:
             params["startkey"] = startkey
         self.stats.view_queries += 1
@@ -181,9 +303,19 @@ class Claimer:
         keys += [row.key for row in self._query(None, stale=True, docs=False, limit=half, descending=True)]
         self.keys.learn(keys)
 
+    @property
+    def replicas(self) -> Replicas:
+        """How many copies the database keeps; more than one means the cluster protocol (module docstring)."""
+        if self._replicas is None:
+            self._replicas = replicas_of(self.client)
+        return self._replicas
+
     def _scanning(self) -> bool:
         if self.scan is None:
-            self.scan = (self.view == "todo" and not self.view_params
+            # On a cluster, _all_docs reads each shard from one copy, which may lag behind the sequence a
+            # lap's proof rests on (see picas.core.scanner); the view is read there, and CouchDB's indexer
+            # is fast enough that the scanner's reason to exist (pouchdb-server's) does not hold.
+            self.scan = (self.view == "todo" and not self.view_params and not self.replicas.clustered
                          and scannable(self.client.get_or_none(f"_design/{self.design}")))
         return self.scan
 
@@ -213,19 +345,51 @@ class Claimer:
                 return False
             self.scan = False  # the view is cheaper from here on, for good
         start = self.keys.random_key(self.rng)
-        for stale in ((True, False) if self.stale_first and "stale" not in self.view_params else (False,)):
+        fresh_only = not self.stale_first or "stale" in self.view_params or "update" in self.view_params
+        for stale in ((False,) if fresh_only else (True, False)):
             rows = self._window(start, stale)
             self.keys.learn([row.key for row in rows])
-            bodies = [row.doc for row in rows if tok.is_claimable(row.doc)]
+            bodies = [body for body in (settle_body(self.client, row.doc, self.who) for row in rows
+                                        if tok.is_claimable(row.doc)) if tok.is_claimable(body)]
             self.stats.stale_rows += len(rows) - len(bodies)
             if stale and not bodies:
                 continue
+            if not rows and not stale:
+                rows = self._ask_other_nodes(start)
+                bodies = [body for body in (settle_body(self.client, row.doc, self.who) for row in rows
+                                            if tok.is_claimable(row.doc)) if tok.is_claimable(body)]
             if not rows:
                 return False
             self.rng.shuffle(bodies)
             self._candidates = deque(bodies)
             return True
         return False
+
+    def _ask_other_nodes(self, start: str | None) -> list[ViewRow]:
+        """Before "no work is left" on a cluster: the same fresh window read through every other node given.
+
+        A view is read from one copy of each shard, and the node that answers a
+        query mostly takes its own.  A node just back from a crash is still
+        catching up: its copies may show as locked a token that was given back
+        meanwhile.  The pilot would then stop with work left; asking the other
+        nodes, whose own copies are current, prevents that.
+        """
+        rows: list[ViewRow] = []
+        nodes = len(self.client.urls) if self.replicas.clustered else 1
+        params = dict(self.view_params, include_docs=True, conflicts=True)
+        for offset in range(1, nodes):
+            other = self.client.copy(node=self.client.node + offset)
+            try:
+                rows = wrapped_window(lambda key, limit: other.view(
+                    self.design, self.view, limit=limit, **params, **({} if key is None else {"startkey": key})).rows,
+                    start, self.window)
+            except PicasError:
+                rows = []
+            finally:
+                other.close()
+            if rows:
+                break
+        return rows
 
     def pending(self) -> int:
         return len(self._candidates)
@@ -252,7 +416,15 @@ class Claimer:
         lost_rounds = 0
         while True:
             if not self._candidates and not self._refill():
-                return []
+                # On a cluster a claim whose write was not committed may still come to count, or must be
+                # given back: no work is left only once none is pending (picas.core.locks).
+                settled = self._cluster.settle_pending() if self._cluster is not None else []
+                if settled:
+                    self.stats.claimed += len(settled)
+                    return settled
+                if self._cluster is None or not self._cluster.unsettled:
+                    self._tidy()
+                    return []
             if self._candidates:
                 picked = [self._candidates.popleft() for _ in range(min(k, len(self._candidates)))]
                 won = self._write_claims(picked, pending)
@@ -272,6 +444,8 @@ class Claimer:
                 return []
 
     def _write_claims(self, bodies: list[dict], carry: Carried | None) -> list[dict]:
+        if self.replicas.clustered:
+            return self._write_cluster_claims(bodies, carry)
         now = self.clock()
         locked = [tok.claim(body, self.who, now, self.lease_seconds) for body in bodies]
         carried = carry.bodies if carry is not None else []
@@ -292,4 +466,36 @@ class Claimer:
             elif result.conflict:
                 self.stats.conflicts += 1
                 self.scanner.forget_region()
+        return won
+
+    def _tidy(self) -> None:
+        """When no work is left on a cluster, settle the claim locks left with conflicting leaves (once a minute).
+
+        A pilot normally deletes its own losing lock leaves; one whose answer
+        was lost with a dying node may not find them, and a node that stored
+        a lock and died before passing it on brings it back when it returns.
+        The pilots that find the pool empty clean those up, so a run leaves
+        no ``_conflicts`` behind; a lock keeps one live leaf, so it stays taken.
+        """
+        if not self.replicas.clustered or self.clock() < self._tidied + 60.0:
+            return
+        self._tidied = self.clock()
+        try:
+            settle_locks(self.client, self.who)
+        except PicasError:
+            pass  # the next pilot to find the pool empty, or 'picas scrub', settles them
+
+    def _write_cluster_claims(self, bodies: list[dict], carry: Carried | None) -> list[dict]:
+        """Lock, then claim (:class:`~picas.core.locks.ClusterClaims`); a body not won counts as a conflict."""
+        if self._cluster is None:
+            self._cluster = ClusterClaims(self.client, self.who, self.lease_seconds, clock=self.clock,
+                                          replicas=self.replicas)
+        carried = carry.bodies if carry is not None else []
+        won, results = self._cluster.write_claims(bodies, carried)
+        if carry is not None:
+            carry.results = list(zip(carried, results))
+        lost = len(bodies) - len(won)
+        self.stats.conflicts += lost
+        if lost:
+            self.scanner.forget_region()
         return won

@@ -14,10 +14,20 @@ failures onto the :mod:`picas.errors` tree and retries what is safe to retry:
   means another client won, and that is reported as a :class:`Conflict`.
 
 It works against CouchDB 3.x and pouchdb-server, which both speak this API.
+
+Clusters.  ``url`` may name several nodes of one CouchDB cluster, separated by
+commas (``http://n1:5984,http://n2:5984``): requests go to one node, and when
+it cannot be reached (or answers 5xx) the client moves on to the next one at
+once, and comes back round after a backoff once every node failed.  A pilot
+given every node thus keeps working while one is down.  A write on a cluster
+is *accepted* (HTTP 202) when fewer copies than the write quorum ``w`` took
+it: :class:`BulkResult` and :class:`Written` say so (``accepted``), and
+:mod:`picas.core.replicas` says what picas makes of it.
 """
 from __future__ import annotations
 
 import json
+import random
 import time
 import urllib.parse
 import uuid
@@ -28,6 +38,7 @@ from picas.errors import (BadRequest, Conflict, DatabaseNotFound, Forbidden, Not
                           ServerUnavailable, Unauthorized, ViewNotFound)
 from picas.core.retry import Backoff
 from picas.core.http import Response, Transport, TransportError, basic_auth
+from picas.support.credentials import split_credentials as _split_credentials
 
 #: View query parameters whose values CouchDB expects as JSON.
 _JSON_PARAMS = {"key", "keys", "startkey", "endkey", "start_key", "end_key"}
@@ -43,10 +54,24 @@ class BulkResult:
     rev: str | None = None
     error: str | None = None
     reason: str | None = None
+    #: Stored, but by fewer copies than the write quorum (a cluster's 202): not proof that it won.
+    accepted: bool = False
+    #: The answer was lost and the outcome read back from the stored document: a write the reader did not
+    #: see may still have landed on a copy it could not reach.
+    lost: bool = False
 
     @property
     def conflict(self) -> bool:
         return self.error == "conflict"
+
+    @property
+    def committed(self) -> bool:
+        """Stored by at least ``w`` copies: on a cluster with w > n/2, no sibling revision can say the same."""
+        return self.ok and not self.accepted
+
+
+#: What a single-document write returns when its caller needs to know more than the new revision.
+Written = BulkResult
 
 
 @dataclass
@@ -74,19 +99,6 @@ class ViewResult:
         return len(self.rows)
 
 
-def _split_credentials(url: str) -> tuple[str, str | None, str | None]:
-    """Take ``user:pw@`` out of a URL so it never shows up in messages."""
-    parts = urllib.parse.urlsplit(url)
-    username = urllib.parse.unquote(parts.username) if parts.username else None
-    password = urllib.parse.unquote(parts.password) if parts.password else None
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    netloc = host + (f":{parts.port}" if parts.port else "")
-    clean = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
-    return clean, username, password
-
-
 def _quote(name: str) -> str:
     return urllib.parse.quote(name, safe="")
 
@@ -106,11 +118,17 @@ def _same_body(stored: dict, written: dict) -> bool:
     return strip(stored) == strip(written)
 
 
+def split_urls(url: str) -> list[str]:
+    """The node URLs in a comma-separated ``url`` (one URL gives a list of one)."""
+    return [part.strip() for part in (url or "").split(",") if part.strip()]
+
+
 class CouchClient:
-    """A connection to one CouchDB server and, optionally, one database in it.
+    """A connection to one CouchDB server (or the nodes of one cluster) and, optionally, one database in it.
 
     ``url`` may carry ``user:password@``; explicit ``username``/``password``
-    win.  ``verify`` is True (system CAs), False, or the path of a CA bundle.
+    win.  Several comma-separated node URLs make a cluster client (see the
+    module docstring).  ``verify`` is True (system CAs), False, or the path of a CA bundle.
     With ``cookie_auth`` the client logs in once via ``POST /_session`` and
     sends the session cookie instead of the password on every request; it logs
     in again when the cookie expires.
@@ -118,13 +136,19 @@ class CouchClient:
 
     def __init__(self, url: str, database: str | None = None, *, username: str | None = None,
                  password: str | None = None, verify: bool | str = True, timeout: float = 30.0,
-                 retry: Backoff | None = None, cookie_auth: bool = False, pool_size: int = 4) -> None:
-        if not url:
+                 retry: Backoff | None = None, cookie_auth: bool = False, pool_size: int = 4,
+                 node: int | None = None) -> None:
+        if not split_urls(url):
             raise PicasError("no server URL given", hint="pass --url, set PICAS_HOST_URL, or run 'picas init'")
-        clean, url_user, url_password = _split_credentials(url)
-        if not urllib.parse.urlsplit(clean).scheme.startswith("http"):
-            raise PicasError(f"'{clean}' is not an http(s) URL", hint="use e.g. http://127.0.0.1:5984")
-        self.url = clean
+        url_user = url_password = None
+        self.urls: list[str] = []
+        for part in split_urls(url):
+            clean, part_user, part_password = _split_credentials(part)
+            if not urllib.parse.urlsplit(clean).scheme.startswith("http"):
+                raise PicasError(f"'{clean}' is not an http(s) URL", hint="use e.g. http://127.0.0.1:5984")
+            self.urls.append(clean)
+            if url_user is None and part_user is not None:
+                url_user, url_password = part_user, part_password
         self.database = database
         self.username = username if username is not None else url_user
         self.password = password if password is not None else url_password
@@ -132,27 +156,69 @@ class CouchClient:
         self.timeout = timeout
         self.retry = retry or Backoff(base=0.2, cap=5.0, attempts=6)
         self.cookie_auth = cookie_auth
-        try:
-            self.transport = Transport(clean, verify=verify, timeout=timeout, pool_size=pool_size)
-        except (ValueError, OSError) as exc:
-            raise PicasError(f"cannot use the CA bundle {verify!r}: {exc}",
-                             hint="give --ca-bundle the path of a PEM file") from None
+        self.pool_size = pool_size
+        self._transports: list[Transport | None] = [None] * len(self.urls)
+        #: The node requests go to; clients of many pilots start on different nodes, so that they spread out.
+        self._node = random.randrange(len(self.urls)) if node is None else node % len(self.urls)
+        self.transport  # noqa: B018 - fail here, not at the first request, on an unusable CA bundle
         self._headers = {"Accept": "application/json"}
         if self.username is not None and not cookie_auth:
             self._headers["Authorization"] = basic_auth(self.username, self.password or "")
         self._logged_in = False
         #: How many requests and conflicts this client has seen; benchmarks read these.
         self.stats = {"requests": 0, "conflicts": 0, "retries": 0}
+        #: What was learned about the database once (its copy count: :func:`picas.core.replicas.replicas_of`).
+        self.facts: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ plumbing
-    def copy(self, database: str | None = None, retry: Backoff | None = None) -> "CouchClient":
-        """A new client with the same settings and its own session (one per thread)."""
-        return CouchClient(self.url, database if database is not None else self.database,
-                           username=self.username, password=self.password, verify=self.verify,
-                           timeout=self.timeout, retry=retry or self.retry, cookie_auth=self.cookie_auth)
+    @property
+    def url(self) -> str:
+        """The node requests go to now, without credentials (the only one, unless several were given)."""
+        return self.urls[self._node]
+
+    @property
+    def url_list(self) -> str:
+        """Every node, comma-separated: what to hand on to another process (a payload, a sub-command)."""
+        return ",".join(self.urls)
+
+    @property
+    def transport(self) -> Transport:
+        current = self._transports[self._node]
+        if current is None:
+            try:
+                current = Transport(self.url, verify=self.verify, timeout=self.timeout, pool_size=self.pool_size)
+            except (ValueError, OSError) as exc:
+                raise PicasError(f"cannot use the CA bundle {self.verify!r}: {exc}",
+                                 hint="give --ca-bundle the path of a PEM file") from None
+            self._transports[self._node] = current
+        return current
+
+    def _next_node(self) -> None:
+        """Move on to the next node (a no-op with one URL); the cookie session is per node, so log in again."""
+        if len(self.urls) > 1:
+            self._node = (self._node + 1) % len(self.urls)
+            self._logged_in = False
+
+    @property
+    def node(self) -> int:
+        """The index in :attr:`urls` of the node requests go to now."""
+        return self._node
+
+    def copy(self, database: str | None = None, retry: Backoff | None = None,
+             node: int | None = None) -> "CouchClient":
+        """A new client with the same settings and its own session (one per thread), on the same node or ``node``."""
+        other = CouchClient(self.url_list, database if database is not None else self.database,
+                            username=self.username, password=self.password, verify=self.verify,
+                            timeout=self.timeout, retry=retry or self.retry, cookie_auth=self.cookie_auth,
+                            node=self._node if node is None else node)
+        if other.database == self.database:
+            other.facts = dict(self.facts)
+        return other
 
     def close(self) -> None:
-        self.transport.close()
+        for transport in self._transports:
+            if transport is not None:
+                transport.close()
 
     def _db(self, database: str | None = None) -> str:
         name = database or self.database
@@ -189,7 +255,11 @@ class CouchClient:
             hdrs.setdefault("Content-Type", "application/json")
         query = urllib.parse.urlencode(params) if params else ""
         run = self.retry.start()
+        # With several nodes, a failing one is left at once for the next; only a full round of failures backs off.
+        untried = len(self.urls) - 1
         while True:
+            if self.cookie_auth and self.username is not None and auth_retry and not self._logged_in:
+                self.login()  # a session is per node: a node switch needs a login on the new one
             self.stats["requests"] += 1
             try:
                 response = self.transport.request(method, path, query=query, body=data, headers=hdrs)
@@ -197,8 +267,14 @@ class CouchClient:
                 if exc.tls:
                     raise ServerUnavailable(f"TLS verification of {self.url} failed: {exc}",
                                             hint="pass --ca-bundle PATH, or --insecure if you trust the network")
+                self._next_node()
                 if exc.sent and not retry_ok:
                     raise LostResponse(f"the response to {method} {path} was lost: {exc}") from exc
+                if untried > 0:
+                    untried -= 1
+                    self.stats["retries"] += 1
+                    continue
+                untried = len(self.urls) - 1
                 delay = run.next_delay()
                 if delay is None and exc.timed_out and exc.sent:
                     raise ServerUnavailable(
@@ -211,6 +287,12 @@ class CouchClient:
                 time.sleep(delay)
                 continue
             if response.status_code in _RETRY_STATUS:
+                self._next_node()
+                if untried > 0:
+                    untried -= 1
+                    self.stats["retries"] += 1
+                    continue
+                untried = len(self.urls) - 1
                 delay = run.next_delay()
                 if delay is None:
                     raise ServerUnavailable(f"the CouchDB server at {self.url} keeps answering "
@@ -275,11 +357,16 @@ class CouchClient:
         except NotFound:
             return False
 
-    def create_db(self, database: str | None = None, exist_ok: bool = False) -> bool:
-        """Create the database; returns False if it existed and ``exist_ok``."""
+    def create_db(self, database: str | None = None, exist_ok: bool = False, *, q: int | None = None,
+                  n: int | None = None) -> bool:
+        """Create the database; returns False if it existed and ``exist_ok``.
+
+        ``q`` (shards) and ``n`` (copies of each) are a CouchDB cluster's; the server's defaults apply without them.
+        """
         name = self._db(database)
+        params = {key: value for key, value in (("q", q), ("n", n)) if value}
         try:
-            self.request("PUT", "/" + _quote(name), context=f"creating database '{name}'")
+            self.request("PUT", "/" + _quote(name), params=params or None, context=f"creating database '{name}'")
             return True
         except Conflict:
             if exist_ok:
@@ -304,14 +391,37 @@ class CouchClient:
     def _doc_url(self, doc_id: str) -> str:
         return f"/{_quote(self._db())}/{_doc_path(doc_id)}"
 
-    def get(self, doc_id: str, *, attachments: bool = False, rev: str | None = None) -> dict:
-        params = {}
+    def get(self, doc_id: str, *, attachments: bool = False, rev: str | None = None, conflicts: bool = False,
+            r: int | None = None) -> dict:
+        """The document's winning revision; ``conflicts`` adds ``_conflicts``, ``r`` asks that many copies."""
+        params: dict[str, Any] = {}
         if attachments:
             params["attachments"] = "true"
         if rev:
             params["rev"] = rev
+        if conflicts:
+            params["conflicts"] = "true"
+        if r:
+            params["r"] = r
         return self.request("GET", self._doc_url(doc_id), params=params or None,
                             context=f"document '{doc_id}'").json()
+
+    def leaves(self, doc_id: str, r: int | None = None) -> list[dict]:
+        """Every leaf revision of a document (the winner, its conflicts, deleted leaves), read from ``r`` copies.
+
+        On a cluster the answer is the union of the leaves the copies that
+        answered hold; an empty list means the document does not exist.
+        """
+        params: dict[str, Any] = {"open_revs": "all", "revs": "true"}
+        if r:
+            params["r"] = r
+        try:
+            answer = self.request("GET", self._doc_url(doc_id), params=params, context=f"document '{doc_id}'").json()
+        except NotFound as exc:
+            if isinstance(exc, DatabaseNotFound):
+                raise
+            return []
+        return [item["ok"] for item in answer if isinstance(item, dict) and isinstance(item.get("ok"), dict)]
 
     def get_or_none(self, doc_id: str) -> dict | None:
         try:
@@ -348,16 +458,41 @@ class CouchClient:
         self.stats["conflicts"] += 1
         raise Conflict(f"saving '{doc['_id']}': another client changed it while our answer was lost")
 
+    def write(self, doc: dict, w: int | None = None) -> Written:
+        """Create or update ``doc`` and say how far it got, instead of raising on a conflict.
+
+        ``ok`` with ``accepted`` is a cluster's 202: stored by fewer than ``w``
+        copies.  A write whose answer was lost and that the stored document
+        shows to have landed is reported ``accepted`` too: how many copies
+        took it is unknown.  The new ``_rev`` is set in place when stored.
+        """
+        if "_id" not in doc:
+            doc["_id"] = uuid.uuid4().hex
+        try:
+            response = self.request("PUT", self._doc_url(doc["_id"]), json_body=doc, retry_ok=False,
+                                    params={"w": w} if w else None, context=f"saving '{doc['_id']}'")
+        except LostResponse:
+            result = self._resolve_one(doc)
+            result.accepted, result.lost = result.ok, True
+            return result
+        except Conflict:
+            return BulkResult(id=doc["_id"], ok=False, error="conflict", reason="Document update conflict.")
+        doc["_rev"] = response.json()["rev"]
+        return BulkResult(id=doc["_id"], ok=True, rev=doc["_rev"], accepted=response.status_code == 202)
+
     def delete(self, doc: dict) -> None:
         self.request("DELETE", self._doc_url(doc["_id"]), params={"rev": doc["_rev"]},
                      context=f"deleting '{doc['_id']}'")
 
-    def bulk_save(self, docs: list[dict], *, new_edits: bool = True) -> list[BulkResult]:
+    def bulk_save(self, docs: list[dict], *, new_edits: bool = True, w: int | None = None) -> list[BulkResult]:
         """Save many documents in one request; each gets its own result, conflicts included.
 
         Successful documents get their new ``_rev`` in place.  If the answer
         is lost the request is not repeated blindly: every document is checked
-        against what is stored, as for :meth:`save`.
+        against what is stored, as for :meth:`save`, and one found stored is
+        reported ``accepted`` (how many copies took it is unknown).  ``w`` is
+        the write quorum a cluster must meet for a document not to be
+        ``accepted``.
         """
         if not docs:
             return []
@@ -368,9 +503,12 @@ class CouchClient:
             body["new_edits"] = False
         try:
             answer = self.request("POST", f"/{_quote(self._db())}/_bulk_docs", json_body=body, retry_ok=False,
-                                  context="bulk save").json()
+                                  params={"w": w} if w else None, context="bulk save").json()
         except LostResponse:
-            return [self._resolve_one(doc) for doc in docs]
+            resolved = [self._resolve_one(doc) for doc in docs]
+            for result in resolved:
+                result.accepted, result.lost = result.ok, True
+            return resolved
         # Matched by id, not by position: pouchdb-server on disk answers conflicts out of order, and a claim
         # that took another document's success for its own would run a token it does not hold.
         answers: dict[str, list[dict]] = {}
@@ -381,7 +519,7 @@ class CouchClient:
             mine = answers.get(doc["_id"])
             item = mine.pop(0) if mine else {"error": "unknown", "reason": "the server did not answer for it"}
             result = BulkResult(id=doc["_id"], ok="error" not in item, rev=item.get("rev"),
-                                error=item.get("error"), reason=item.get("reason"))
+                                error=item.get("error"), reason=item.get("reason"), accepted=bool(item.get("accepted")))
             if result.ok and result.rev:
                 doc["_rev"] = result.rev
             elif result.conflict:
@@ -396,11 +534,15 @@ class CouchClient:
         except Conflict:
             return BulkResult(id=doc["_id"], ok=False, error="conflict", reason="changed while the answer was lost")
 
-    def bulk_get(self, ids: list[str]) -> dict[str, dict]:
-        """Current bodies of many documents by id, in one request; missing ids are left out."""
+    def bulk_get(self, ids: list[str], conflicts: bool = False) -> dict[str, dict]:
+        """Current bodies of many documents by id, in one request; missing ids are left out.
+
+        ``conflicts`` adds ``_conflicts`` to the bodies that have conflicting leaves.
+        """
         if not ids:
             return {}
-        answer = self.request("POST", f"/{_quote(self._db())}/_all_docs", params={"include_docs": "true"},
+        params = {"include_docs": "true", **({"conflicts": "true"} if conflicts else {})}
+        answer = self.request("POST", f"/{_quote(self._db())}/_all_docs", params=params,
                               json_body={"keys": list(ids)}).json()
         return {row["id"]: row["doc"] for row in answer.get("rows", []) if row.get("doc")}
 

@@ -57,17 +57,25 @@ def secure(client: CouchClient, user: str | None) -> bool:
     return True
 
 
-def create(client: CouchClient, *, exist_ok: bool = False, members: bool = True) -> bool:
+def create(client: CouchClient, *, exist_ok: bool = False, members: bool = True, q: int | None = None,
+           n: int | None = None) -> bool:
     """Create the client's database (admins only); returns False if it existed and ``exist_ok``.
 
     With ``members`` the current user becomes the new database's member (see
     :func:`secure`).  The ``_security`` of a database that existed already is
     never touched: its admin may have set it up that way on purpose.
+
+    ``q`` and ``n`` shape the database on a CouchDB cluster: ``q`` shards
+    (more spread the writes over more nodes), each kept in ``n`` copies (on
+    ``n`` different nodes; with 3, any one node may be down and claims still
+    count, see :mod:`picas.core.claim`).  They are fixed at creation.  A
+    server that is not a cluster (pouchdb-server) keeps one copy whatever is
+    asked, and says nothing; :func:`info` shows what the server made of it.
     """
     if exist_ok and client.db_exists():
         return False
     _require_admin(client, f"creating database '{client.database}'")
-    created = client.create_db(exist_ok=exist_ok)
+    created = client.create_db(exist_ok=exist_ok, q=q, n=n)
     if created and members:
         secure(client, client.username)
     return created
@@ -102,6 +110,8 @@ def info(client: CouchClient) -> dict:
         "doc_count": raw.get("doc_count"),
         "doc_del_count": raw.get("doc_del_count"),
         "update_seq": raw.get("update_seq"),
+        # A CouchDB cluster's shape: q shards, n copies, and the default write and read quorums.
+        "cluster": raw.get("cluster"),
         "size": sizes.get("file") or raw.get("disk_size"),
         "members": {"names": members.get("names") or [], "roles": members.get("roles") or []},
         "designs": list_designs(client),

@@ -32,6 +32,18 @@ How, in three phases:
    (``_local/picas-drained-<design>``), so that other pilots need not lap:
    they read the changes since its sequence instead, which at the end of a
    run are few.
+
+On Apache CouchDB the update sequence is an opaque string (``"<count>-<opaque>"``;
+:func:`seq_number` reads the count, and ``since=`` takes the string whole), and
+an index is read as it stands with ``update=false`` (``stale=ok`` is deprecated;
+pouchdb-server only honours ``stale=ok``: :attr:`picas.core.replicas.Replicas.stale`).
+On a single node the proof holds as above: ``_all_docs``, ``GET /db`` and
+``_changes`` all read the one copy.  On a cluster it does not: ``_all_docs``
+reads each shard from one copy, which may lag behind the copy ``GET /db`` took
+its sequence from, so a lap could read a token's old body after the sequence
+that was meant to cover its change.  The claimer therefore never uses this
+module on a cluster; it reads the view (CouchDB indexes fast, the reason for
+scanning is pouchdb-server's slow indexer), see :mod:`picas.core.claim`.
 """
 from __future__ import annotations
 
@@ -42,6 +54,7 @@ from typing import Any, Callable
 
 from picas.core import token as tok
 from picas.core.client import CouchClient, ViewRow
+from picas.core.replicas import replicas_of
 from picas.errors import Conflict, PicasError
 from picas.core.views import design_document
 
@@ -294,7 +307,7 @@ class Scanner:
         """How many changes the view's index has not seen yet: what the next fresh query makes the server index."""
         try:
             db_seq = seq_number(self.client.db_info().get("update_seq"))
-            view_seq = seq_number(self.client.view(self.design, self.view, stale="ok", limit=0,
+            view_seq = seq_number(self.client.view(self.design, self.view, **replicas_of(self.client).stale, limit=0,
                                                    update_seq=True).update_seq)
         except PicasError:
             return None

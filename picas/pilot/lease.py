@@ -15,6 +15,15 @@ A 409 on renewal means the stored token changed.  The keeper re-reads it:
   finished elsewhere): the new owner wins.  The keeper drops the token and
   marks it *lost*, and the pilot stops that payload and never writes over the
   new owner's state.
+
+On a cluster the token is re-read with its conflicts settled first
+(:func:`picas.core.replicas.current`): a leaf of a later attempt, or one that
+ends ours (a scrub's or an operator's reset), outranks our lock, and then we
+have lost it; a stale leaf of an earlier attempt never makes us give up a token
+we hold.  A renewal answered 202 (stored by fewer copies than the write
+quorum) counts as renewed: only this pilot writes a token it holds, apart from
+a scrub after the lease ran out or an operator, and whichever of those wins is
+found out at the next renewal, as above.
 """
 from __future__ import annotations
 
@@ -24,6 +33,7 @@ from typing import Callable
 
 from picas.core import token as tok
 from picas.core.client import CouchClient
+from picas.core.replicas import current as stored
 from picas.errors import PicasError
 
 
@@ -102,7 +112,7 @@ class LeaseKeeper:
             self.renewals += 1
 
     def _resolve(self, token_id: str, now: float) -> None:
-        current = self.client.get_or_none(token_id)
+        current = stored(self.client, token_id, self.who)
         if current is not None and tok.owned_by(current, self.who.pilot_id):
             renewed = tok.heartbeat(current, now, self.lease_seconds)
             try:

@@ -5,6 +5,15 @@ several at once with :func:`save_results`.  A 409 never loses a result silently:
 the stored token decides.  While this pilot still owns it, the result is merged
 onto the current body and saved again; once someone else owns it, the loss is
 noted in the token's history and the owner's state is left alone.
+
+On a cluster "the stored token" is the token with its conflicting leaves
+settled (:func:`picas.core.replicas.current`): a later attempt outranks this
+one, an ending of this attempt outranks its lock, and a result outranks a reset
+written at the same moment, so a result is never hidden under a losing leaf.
+A result answered 202 (stored by fewer copies than the write quorum) is
+saved: while this pilot holds the token nobody else writes it but a scrub
+after the lease ran out or an operator, and a result outranks such a reset of
+the same attempt when the copies meet.
 """
 from __future__ import annotations
 
@@ -13,6 +22,7 @@ import time
 from picas.core import token as tok
 from picas.core.client import CouchClient
 from picas.core.merge import merge_result
+from picas.core.replicas import current as stored
 from picas.core.states import HistoryEvent, SaveOutcome
 from picas.errors import Conflict, PilotError
 
@@ -36,7 +46,7 @@ def save_result(client: CouchClient, body: dict, who: tok.PilotIdentity, attempt
             client.save(body)
             return SaveOutcome.SAVED
         except Conflict:
-            current = client.get_or_none(body["_id"])
+            current = stored(client, body["_id"], who)
             if current is not None and tok.owned_by(current, who.pilot_id):
                 body = merge_result(current, body, base)
                 base = current

@@ -17,6 +17,16 @@ revision.  A 409 means the token changed after we read it — its pilot renewed
 the lease or finished it — and the pilot wins: the token is re-read and
 scrubbed only if it still qualifies.  A token scrubbed ``max_attempts`` times
 already goes to error with the reason, instead of looping forever.
+
+On a cluster (:mod:`picas.core.replicas`) a token with conflicting leaves is
+settled before it is judged: a later attempt outranks an earlier one, an
+ending of an attempt its lock, so the lease judged is the one that counts.  A
+reset answered 202 (stored by fewer copies than the write quorum) is counted
+as done: the only writer it can race is the token's pilot, whose lease ran
+out, and when the copies meet the reset outranks that pilot's lock, which the
+pilot finds out at its next renewal.  With ``settle_conflicts`` every
+conflicted document of the database is settled first, so a run leaves no
+``_conflicts`` behind ('picas scrub' does this).
 """
 from __future__ import annotations
 
@@ -26,6 +36,7 @@ from typing import Callable
 
 from picas.core import token as tok
 from picas.core.client import CouchClient
+from picas.core.replicas import current as stored, replicas_of, settle_all, settle_body
 
 EXPIRED_VIEW = "expired"
 
@@ -36,6 +47,8 @@ class ScrubReport:
     errored: list[str] = field(default_factory=list)
     skipped: int = 0
     requests: int = 0
+    #: Documents whose conflicting leaves were settled (``settle_conflicts``).
+    settled: int = 0
 
     @property
     def total(self) -> int:
@@ -63,12 +76,14 @@ def scrub_decision(doc: dict, now: float, older_than: float | None, max_attempts
 def scrub_expired(client: CouchClient, *, design: str = "Monitor", now: float | None = None,
                   older_than: float | None = None, max_attempts: int | None = None, dry_run: bool = False,
                   batch: int = 1000, limit: int | None = None, who: tok.PilotIdentity | None = None,
-                  progress: Callable[[int], None] | None = None) -> ScrubReport:
+                  progress: Callable[[int], None] | None = None, settle_conflicts: bool = False) -> ScrubReport:
     """Reset (or fail) every token whose claim ran out before ``now``; see the module docstring."""
     now = time.time() if now is None else now
     report = ScrubReport()
     before = client.stats["requests"]
     pending: list[dict] = []
+    if settle_conflicts and not dry_run and replicas_of(client).clustered:
+        report.settled = settle_all(client, who)
 
     def flush() -> None:
         if not pending:
@@ -86,8 +101,10 @@ def scrub_expired(client: CouchClient, *, design: str = "Monitor", now: float | 
             progress(len(pending))
         pending.clear()
 
-    for row in client.iter_view(design, EXPIRED_VIEW, page_size=batch, endkey=now, include_docs=True):
-        body = scrub_decision(row.doc or {}, now, older_than, max_attempts, who) if row.doc else None
+    for row in client.iter_view(design, EXPIRED_VIEW, page_size=batch, endkey=now, include_docs=True,
+                                conflicts=True):
+        doc = settle_body(client, row.doc, who) if not dry_run else row.doc
+        body = scrub_decision(doc, now, older_than, max_attempts, who) if doc else None
         if body is None:
             report.skipped += 1
             continue
@@ -107,7 +124,7 @@ def _count(report: ScrubReport, body: dict) -> None:
 
 def _retry_one(client: CouchClient, token_id: str, now: float, older_than: float | None,
                max_attempts: int | None, who: tok.PilotIdentity | None, report: ScrubReport) -> None:
-    current = client.get_or_none(token_id)
+    current = stored(client, token_id, who)
     body = scrub_decision(current, now, older_than, max_attempts, who) if current else None
     if body is None:
         report.skipped += 1  # its pilot renewed or finished it: the pilot wins

@@ -21,6 +21,7 @@ from typing import Callable, Iterable, Iterator
 
 from picas import defaults
 from picas.core import token as tok
+from picas.core.replicas import settle_body
 from picas.core.client import CouchClient, chunks
 from picas.core.states import STATES, State
 from picas.errors import InvalidInput, NotFound, TokenNotFound
@@ -130,7 +131,7 @@ def _by_ids(client: CouchClient, ids: list[str], batch: int) -> Iterator[list[di
             raise InvalidInput(f"'{token_id}' is a design document, not a token")
     bodies: dict[str, dict] = {}
     for group in chunks(ids, batch):
-        bodies.update(client.bulk_get(group))
+        bodies.update(client.bulk_get(group, conflicts=True))
     missing = [token_id for token_id in ids if token_id not in bodies]
     if missing:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
@@ -151,7 +152,7 @@ def select(client: CouchClient, view: str | None = None, ids: list[str] | None =
         return
     if view is None:
         raise InvalidInput("choose tokens with a view or with ids", hint="e.g. --view error, or --ids ID1,ID2")
-    rows = client.iter_view(design, view, page_size=batch, include_docs=True)
+    rows = client.iter_view(design, view, page_size=batch, include_docs=True, conflicts=True)
     for group in chunks(rows, batch):
         yield [row.doc for row in group if row.doc]
 
@@ -176,8 +177,18 @@ class ChangeReport:
 
 def _apply(client: CouchClient, docs: list[dict], change: Callable[[dict], dict],
            still: Callable[[dict], bool], report: ChangeReport, rounds: int = 5) -> None:
-    """Write ``change(doc)`` for each doc; on a 409, re-read and retry only tokens that ``still`` qualify."""
+    """Write ``change(doc)`` for each doc; on a 409, re-read and retry only tokens that ``still`` qualify.
+
+    A token with conflicting leaves (a cluster's) is settled first and changed as settled
+    (:func:`picas.core.replicas.settle_body`), so that no losing leaf survives the change.  A write
+    answered 202 counts as changed: it reached fewer copies than the write quorum, and if the
+    token's pilot wrote a result at the same moment, that result outranks the reset when the copies
+    meet (a finished run is not thrown away by a reset that raced it).
+    """
     for _ in range(rounds):
+        settled = [doc for doc in (settle_body(client, doc) for doc in docs) if doc and still(doc)]
+        report.skipped += len(docs) - len(settled)
+        docs = settled
         if not docs:
             return
         bodies = [change(doc) for doc in docs]
@@ -190,7 +201,7 @@ def _apply(client: CouchClient, docs: list[dict], change: Callable[[dict], dict]
                 conflicted.append(body["_id"])
             else:
                 report.failed[body["_id"]] = f"{result.error}: {result.reason}"
-        current = client.bulk_get(conflicted) if conflicted else {}
+        current = client.bulk_get(conflicted, conflicts=True) if conflicted else {}
         docs = [current[i] for i in conflicted if i in current and still(current[i])]
         report.skipped += len(conflicted) - len(docs)
     for doc in docs:
