@@ -5,7 +5,8 @@ may have installed the newest click and urllib3, which need 3.10 or later.
 So for every requirement of picas (read from its installed metadata) the
 installed distribution is used only when its ``Requires-Python`` admits the
 oldest target version; otherwise the newest version that does is fetched
-once with pip (pure-Python wheels only, for that Python version) into a
+once with pip (a pure-Python wheel for that Python version, else the Python files of
+its CPython wheel) into a
 cache, or taken from a directory the user prepared (``--deps-dir``: the
 result of ``pip install --target DIR ...``) on a machine without PyPI.
 
@@ -148,21 +149,41 @@ def _normal(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _fetch(name: str, spec: str, target: Path, python: tuple[int, int]) -> None:
-    """pip installs the newest pure-Python wheel of ``name`` that runs on ``python`` into ``target``."""
-    dotted = ".".join(map(str, python))
+#: Where a project ships no pure-Python wheel (PyYAML), a CPython wheel of the target version is
+#: taken instead and only its Python files are kept (``_SKIP_SUFFIXES`` drops the compiled parts):
+#: the platform then does not matter, so any common one will do.
+_CPYTHON_PLATFORMS = ("manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux_2_17_aarch64",
+                      "manylinux2014_aarch64")
+
+
+def _pip_target(name: str, spec: str, target: Path, wheel_flags: list[str]) -> tuple[bool, str]:
     argv = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-            "--only-binary=:all:", "--implementation", "py", "--abi", "none", "--platform", "any",
-            "--python-version", dotted, "--target", str(target), f"{name}{spec}"]
+            "--only-binary=:all:", *wheel_flags, "--target", str(target), f"{name}{spec}"]
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        proc = None
-        detail = str(exc)
-    else:
-        detail = " ".join(line.strip() for line in proc.stderr.splitlines()
-                          if line.strip() and not line.startswith("WARNING"))[-400:]
-    if proc is None or proc.returncode != 0:
+        return False, str(exc)
+    detail = " ".join(line.strip() for line in proc.stderr.splitlines()
+                      if line.strip() and not line.startswith("WARNING"))[-400:]
+    return proc.returncode == 0, detail
+
+
+def _fetch(name: str, spec: str, target: Path, python: tuple[int, int]) -> None:
+    """pip installs the newest wheel of ``name`` that runs on ``python`` into ``target``.
+
+    A pure-Python wheel first; failing that, a CPython wheel for that version, of which
+    only the Python files travel (a zipapp cannot import the compiled part anyway, and the
+    libraries picas needs fall back to pure Python without it).
+    """
+    dotted = ".".join(map(str, python))
+    pure = ["--implementation", "py", "--abi", "none", "--platform", "any", "--python-version", dotted]
+    cpython = ["--implementation", "cp", "--abi", f"cp{python[0]}{python[1]}", "--python-version", dotted]
+    for platform in _CPYTHON_PLATFORMS:
+        cpython += ["--platform", platform]
+    ok, detail = _pip_target(name, spec, target, pure)
+    if not ok:
+        ok, detail = _pip_target(name, spec, target, cpython)
+    if not ok:
         raise PicasError(f"could not fetch a version of {name}{spec} that runs on Python {dotted}: "
                          f"{detail or 'pip failed'}",
                          hint=f"on a machine with PyPI run: pip install --target DIR --python-version {dotted} "
