@@ -20,6 +20,11 @@ package's lazy attributes.  What the executor does, and where:
 
 Connection settings come from the ``--picas-*`` options, the ``PICAS_*``
 environment and picas' ``conf.yml``, exactly as for the ``picas`` command.
+
+Snakemake imports every installed executor plugin in every process it starts,
+so also in each job on a pilot: this module imports only what Snakemake needs
+to list the plugin, and the client, staging and pilot machinery when a run
+starts (that keeps a few tenths of a second off every job).
 """
 from __future__ import annotations
 
@@ -29,7 +34,7 @@ import os
 import time
 import uuid
 from pathlib import Path
-from typing import AsyncGenerator, List, Optional
+from typing import TYPE_CHECKING, AsyncGenerator, List, Optional
 from urllib.parse import urlsplit
 
 from snakemake_interface_common.exceptions import WorkflowError
@@ -39,14 +44,16 @@ from snakemake_interface_executor_plugins.jobs import JobExecutorInterface
 from snakemake_interface_executor_plugins.settings import CommonSettings, ExecutorSettingsBase, SharedFSUsage
 
 from picas import defaults
-from picas.config import Settings, resolve
 from picas.errors import InvalidInput, PicasError
 from snakemake_executor_plugin_picas import jobs as jobtokens
-from snakemake_executor_plugin_picas.pilots import LocalPilots, pilot_command, pilot_env
-from snakemake_executor_plugin_picas.remote import RemoteFiles
 from snakemake_executor_plugin_picas.runview import Outcome, outcome
 from snakemake_executor_plugin_picas.settings import SETTINGS
-from snakemake_executor_plugin_picas.store import Failure, RunStore
+
+if TYPE_CHECKING:
+    from picas.config import Settings
+    from snakemake_executor_plugin_picas.pilots import LocalPilots
+    from snakemake_executor_plugin_picas.remote import RemoteFiles
+    from snakemake_executor_plugin_picas.store import Failure
 
 __all__ = ["Executor", "ExecutorSettings", "common_settings"]
 
@@ -102,10 +109,11 @@ class Executor(RemoteExecutor):
         self._stopped = False
         self._outage_since: float | None = None
         self.pilots: LocalPilots | None = None
+        from picas.cli.options import make_client
+        from snakemake_executor_plugin_picas.store import RunStore
+
         try:
             self.connection = _connection(options)
-            from picas.cli.options import make_client
-
             self.client = make_client(self.connection)
             self.store = RunStore(self.client, self.run_id)
             self.store.prepare()
@@ -119,9 +127,11 @@ class Executor(RemoteExecutor):
         self.logger.info(f"picas: run {self.run_id}: jobs become tokens in {where} (design document {self.design})"
                          + (f", files travel through {self.remote.prefix}" if self.remote else ""))
         if options.local_pilots:
-            command = pilot_command(options.local_pilots, self.design, options.local_pilot_args)
-            env = pilot_env(self.connection, self.client.url_list)
-            self.pilots = LocalPilots(command, env, self.logdir / "pilots.log").start()
+            from snakemake_executor_plugin_picas import pilots
+
+            command = pilots.pilot_command(options.local_pilots, self.design, options.local_pilot_args)
+            env = pilots.pilot_env(self.connection, self.client.url_list)
+            self.pilots = pilots.LocalPilots(command, env, self.logdir / "pilots.log").start()
             self.logger.info(f"picas: started {options.local_pilots} local pilots (log: {self.pilots.log})")
 
     def _remote_files(self, prefix: str | None) -> RemoteFiles | None:
@@ -132,6 +142,11 @@ class Executor(RemoteExecutor):
                 raise WorkflowError("picas: --picas-storage-prefix means there is no shared file system: also give "
                                     "--shared-fs-usage none (a profile from 'picas snakemake profile "
                                     "--storage-prefix' has it)")
+            if not hasattr(self.workflow, "write_source_archive"):
+                raise WorkflowError("picas: this Snakemake cannot pack the workflow sources for jobs without a "
+                                    "shared file system; upgrade it (8.30 and 9.x are known to work)")
+            from snakemake_executor_plugin_picas.remote import RemoteFiles
+
             return RemoteFiles(prefix, self.workdir)
         if SharedFSUsage.INPUT_OUTPUT not in usage:
             raise WorkflowError("picas: without a shared file system for inputs and outputs, give "
@@ -225,6 +240,8 @@ class Executor(RemoteExecutor):
         self.report_job_success(job_info)
 
     async def _failed(self, job_info: SubmittedJobInfo, missing: bool) -> None:
+        from snakemake_executor_plugin_picas.store import Failure
+
         token_id = job_info.external_jobid
         if missing:
             failure = Failure(token_id, "the token is gone from the database (deleted while the job was active?)")
@@ -254,6 +271,8 @@ class Executor(RemoteExecutor):
     # ------------------------------------------------------------------ cancel and end
     def cancel_jobs(self, active_jobs: List[SubmittedJobInfo]) -> None:
         """Ctrl-C: delete the run's waiting tokens, mark its running ones; nothing of another run is touched."""
+        from snakemake_executor_plugin_picas.store import RunStore
+
         try:
             store = RunStore(self.client.copy(), self.run_id)  # the main thread's client may be mid-request
             report = store.cancel(f"cancelled: Snakemake run {self.run_id} was interrupted")
@@ -283,6 +302,8 @@ class Executor(RemoteExecutor):
 # ---------------------------------------------------------------------- helpers
 def _connection(options: object) -> Settings:
     """The connection as the picas command resolves it: options, then PICAS_* variables, then conf.yml."""
+    from picas.config import resolve
+
     url = getattr(options, "url", None)
     if url and urlsplit(url.split(",")[0].strip()).password:
         raise WorkflowError("picas: --picas-url holds a password; give it in PICAS_PASSWORD or picas' config file "
