@@ -50,6 +50,9 @@ class AutopilotCommand(click.Command):
         except InvalidInput as exc:
             raise click.BadParameter(str(exc), ctx=ctx, param_hint="'--scheduler'") from None
         holder = scheduler_options(cls)(lambda: None)
+        for param in self._own_params:
+            if param.name == "pilot_config":  # its pilots get no private profile: the option means nothing
+                param.hidden = cls.needs_credential
         self.params = [*self._own_params, *reversed(getattr(holder, "__click_params__", []))]
         return super().parse_args(ctx, args)
 
@@ -117,6 +120,7 @@ def autopilot(settings: Settings, scheduler: str, class_specs: tuple[str, ...], 
 
     cls = get(scheduler)
     own = split_values(cls.options, values)
+    cls.check_options(own)  # a refusal comes before any password is written for the pilots
     if class_specs and classes_file:
         raise click.UsageError("give --class options or --classes FILE, not both")
     classes = (load_classes(classes_file, cls.options) if classes_file

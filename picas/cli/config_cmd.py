@@ -166,8 +166,9 @@ def show(settings: Settings, as_json: bool) -> None:
     sources = data["sources"]
     config_file = settings.config_file
     state = "" if config_file is None else ("" if config_file.exists() else "  [does not exist]")
+    how = sources.get("config_file", "") + (f"; read as {data['config_format']}" if data["config_format"] else "")
     rows = [
-        ("config", f"{config_file}{state}", sources.get("config_file", "")),
+        ("config", f"{config_file}{state}", how),
         ("profile", data["profile"], sources.get("profile", "")),
         ("url", data["url"] or NOT_SET, sources.get("url", "")),
         ("database", data["database"] or NOT_SET, sources.get("database", "")),

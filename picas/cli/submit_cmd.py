@@ -28,9 +28,14 @@ if TYPE_CHECKING:
 __all__ = ["credential_of", "pilot_config_option", "scheduler_options", "split_values", "submit", "submit_command"]
 
 
-def pilot_config_option(scheduler: str = "SCHEDULER") -> Callable[[Callable], Callable]:
-    """``--pilot-config``: where the pilots' private password profile goes."""
-    return click.option("--pilot-config", type=click.Path(dir_okay=False, path_type=Path),
+def pilot_config_option(scheduler: str = "SCHEDULER", *, hidden: bool = False) -> Callable[[Callable], Callable]:
+    """``--pilot-config``: where the pilots' private password profile goes.
+
+    ``hidden`` for a scheduler whose pilots only ever get a scoped credential
+    (:attr:`~picas.schedulers.base.Scheduler.needs_credential`): no profile
+    is written for them, so the option means nothing there.
+    """
+    return click.option("--pilot-config", type=click.Path(dir_okay=False, path_type=Path), hidden=hidden,
                         help="Private (0600) config file for the pilots' password when it does not come from "
                              f"your config file [default: {scheduler}-pilots.yml next to it].")
 
@@ -83,6 +88,7 @@ def submit_command(cls: type[Scheduler]) -> click.Command:
 
         scheduler = cls()
         own = split_values(cls.options, values)
+        cls.check_options(own)  # a refusal comes before any password is written for the pilots
         design, view = values.pop("design_doc"), values.pop("view")
         access = pilot_environment(settings, pilot_config, write=not dry_run,
                                    config_name=pilots_config_name(cls.name), credential=credential_of(own))
@@ -121,7 +127,7 @@ def submit_command(cls: type[Scheduler]) -> click.Command:
         scheduler_options(cls),
         click_options([opt for opt in PILOT_OPTIONS if opt.name in _TARGET]),  # with their defaults
         click_options(PILOT_OPTIONS, pass_through=True, exclude=_TARGET),
-        pilot_config_option(cls.name),
+        pilot_config_option(cls.name, hidden=cls.needs_credential),
         click.option("--dry-run", is_flag=True, help="Print what would be submitted; submit and record nothing."),
         click.option("--parsable", is_flag=True, help="Print only the job ids, one per line."),
     ]

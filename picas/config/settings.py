@@ -50,6 +50,8 @@ class Settings:
     profile: str = DEFAULT_PROFILE
     config_file: Path | None = None
     sources: dict[str, str] = field(default_factory=dict)
+    #: How the config file was read (:func:`picas.picas_config.format_label`); None when there was nothing to read.
+    config_format: str | None = None
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{key}={value!r}" for key, value in self.redacted().items())
@@ -64,6 +66,7 @@ class Settings:
         return {
             "profile": self.profile,
             "config_file": str(self.config_file) if self.config_file is not None else None,
+            "config_format": self.config_format,
             "url": redact_url(self.url),
             "database": self.database,
             "username": self.username,
@@ -138,8 +141,11 @@ def resolve(
             sources["config_file"] = "default"
     shown = display_path(config_file, env)
     data = load_file(config_file)
-    if data.get("format"):  # 'picas config show' names a picas 1.1.x file's format
-        sources["config_file"] += f"; read as {data['format']}"
+    config_format = None
+    if data:  # 'picas config show' names the format it read: picas' profiles, or a picas 1.1.x file
+        from picas.picas_config import format_label
+
+        config_format = format_label(data)
     profiles: dict[str, dict[str, Any]] = data.get("profiles", {})
 
     if profile:
@@ -182,4 +188,4 @@ def resolve(
         values[key] = value
         sources[key] = source
 
-    return Settings(profile=name, config_file=config_file, sources=sources, **values)
+    return Settings(profile=name, config_file=config_file, sources=sources, config_format=config_format, **values)

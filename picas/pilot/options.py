@@ -5,7 +5,9 @@
 submit SCHEDULER`` and ``picas autopilot`` take the same options without
 defaults and pass the ones a user gave on to the ``picas run`` line of the
 batch job (:func:`pilot_args`), so the pilot on the node falls back to its own
-defaults for the rest.  A new pilot option is one :class:`Option` in
+defaults for the rest.  They are passed on as parsed, not as typed: a
+duration travels as seconds (``--max-time 3h`` becomes ``--max-time=10800``),
+so a bad value is refused at submission and never reaches a pilot.  A new pilot option is one :class:`Option` in
 :data:`PILOT_OPTIONS`; every command has it at once.
 
 :class:`Option` is also how a scheduler declares its own submission options

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
 from picas import defaults
-from picas.errors import SchedulerError
+from picas.errors import InvalidInput, SchedulerError
 
 if TYPE_CHECKING:  # the option declarations are data; importing them here would load click's side of it
     from picas.pilot.options import Option
@@ -182,7 +182,12 @@ class Scheduler(abc.ABC):
     * ``options``: its submission options (:class:`~picas.pilot.options.Option`);
     * ``count_flags``: the flags of the number of pilots on ``picas submit``;
     * ``help``: the ``--help`` text of ``picas submit NAME``;
-    * ``states``: its state names → :class:`JobState` (case does not matter).
+    * ``states``: its state names → :class:`JobState` (case does not matter);
+    * ``needs_credential``: its pilots must be given a scoped pilot credential
+      (``--credential FILE``, :mod:`picas.pool.credentials`) because what it
+      submits travels where the operator's password must not go (a grid
+      sandbox).  :meth:`check_options` refuses a request without one, and the
+      commands call it before anything is written.
 
     Instances are cheap and hold no connection: generic code makes one per
     use, ``get(name)(**kwargs)``.
@@ -197,6 +202,7 @@ class Scheduler(abc.ABC):
     count_flags: ClassVar[tuple[str, ...]] = ("--pilots", "-n")
     help: ClassVar[str] = ""
     states: ClassVar[Mapping[str, JobState]] = {}
+    needs_credential: ClassVar[bool] = False
 
     def __init__(self, *, programs: Mapping[str, str] | None = None,
                  timeout: float = defaults.SCHEDULER_TIMEOUT) -> None:
@@ -207,6 +213,24 @@ class Scheduler(abc.ABC):
         return f"<{type(self).__name__} {self.name!r}>"
 
     # --- pure ---------------------------------------------------------------------------
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:
+        """Refuse option values this backend can never submit, before anything is written (pure).
+
+        Called by ``picas submit`` and ``picas autopilot`` before the pilots'
+        credentials are prepared: a refusal must come before the operator's
+        password is written into a private pilot profile that would then
+        serve nothing.  The default checks :attr:`needs_credential`; a
+        backend may check more.  Raises :class:`~picas.errors.InvalidInput`.
+        """
+        from picas.pool.credentials import OPTION
+
+        if cls.needs_credential and not options.get(OPTION.name):
+            raise InvalidInput(f"{cls.title or cls.name} pilots need a pilot credential: no password of yours "
+                               "goes with them",
+                               hint=f"make one with 'picas credentials create --output pilots.yml', then give "
+                                    f"{OPTION.long_flag} pilots.yml")
 
     @abc.abstractmethod
     def build(self, request: PilotRequest) -> Submission:

@@ -28,11 +28,11 @@ from typing import Any, Mapping, Sequence
 from picas.errors import ConfigError, InvalidInput, SchedulerError
 from picas.pilot.options import Option
 from picas.pool import credentials as creds
-from picas.pool.tokens import parse_duration
 from picas.sandbox import deps
 from picas.sandbox import directory as sandbox
 from picas.schedulers import jdl
 from picas.schedulers.base import JobState, JobStatus, PilotRequest, Scheduler, Submission, one_line
+from picas.support.durations import parse_duration
 
 __all__ = ["DiracScheduler", "DiracSubmission", "OPTIONS", "STATES", "JDL_NAME"]
 
@@ -116,6 +116,7 @@ class DiracScheduler(Scheduler):
     options = OPTIONS
     count_flags = ("--pilots", "-n")
     states = STATES
+    needs_credential = True  # a sandbox passes through DIRAC's servers: never the operator's password
     help = """Submit pilots to the grid through DIRAC, as one parametric job.
 
     The pilots need nothing on the worker node but a Python 3.9 or newer:
@@ -138,11 +139,8 @@ class DiracScheduler(Scheduler):
     # --- pure (but for reading the files that go into the sandbox) ---------------------------
 
     def _credential(self, request: PilotRequest) -> creds.PilotCredential:
-        path = request.options.get("credential")
-        if not path:
-            raise InvalidInput("DIRAC pilots need a pilot credential: no password of yours goes into a sandbox",
-                               hint="make one with 'picas credentials create --output pilots.yml', then "
-                                    "give --credential pilots.yml")
+        self.check_options(request.options)
+        path = request.options[creds.OPTION.name]
         credential = creds.read_file(Path(path))
         if not credential.username.startswith(creds.PREFIX):
             raise ConfigError(f"{path} holds user {credential.username}, not a pilot credential",

@@ -132,6 +132,22 @@ def test_submit_lists_the_known_schedulers(cli_env):
     assert unknown.exit_code == 2 and "No such command 'nope'" in unknown.output
 
 
+def test_dirac_without_a_credential_is_refused_before_any_password_is_written(cli_env, tmp_path):
+    """The operator's password comes from PICAS_PASSWORD here, so a pilot profile would be written next to
+    the (absent) config file; DIRAC refuses first, so nothing is: not on submit, --dry-run or the autopilot."""
+    for args in (["submit", "dirac", "-n", "2"], ["submit", "dirac", "--dry-run"],
+                 ["autopilot", "--scheduler", "dirac"], ["autopilot", "--scheduler", "dirac", "--dry-run"],
+                 ["submit", "dirac", "--pilot-config", str(tmp_path / "mine.yml")]):
+        result = picas(cli_env, *args)
+        assert result.exit_code == 10, (args, result.output)
+        assert "DIRAC pilots need a pilot credential" in result.stderr and "--credential" in result.stderr
+        assert sorted(p.name for p in tmp_path.iterdir()) == [], args
+    assert "--pilot-config" not in picas(cli_env, "submit", "dirac", "--help").output
+    assert "--pilot-config" not in picas(cli_env, "autopilot", "--scheduler", "dirac", "--help").output
+    assert "--pilot-config" in picas(cli_env, "submit", "slurm", "--help").output
+    assert "--pilot-config" in picas(cli_env, "autopilot", "--help").output
+
+
 # --- commands without jobs ---------------------------------------------------------------------
 
 

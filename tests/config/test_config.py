@@ -559,6 +559,21 @@ def test_config_show_redacts_and_shows_sources(cli_env: dict, conf: Path) -> Non
     assert "laptop" in out
 
 
+def test_config_show_names_the_format_it_read(cli_env: dict, conf: Path) -> None:
+    """Both formats are named: picas' own (with profiles, or flat) here; a 1.1.x file in tests/classic."""
+    write_yaml(conf, TWO_PROFILES)
+    result = CliRunner().invoke(config, ["show"], env=cli_env)
+    assert result.exit_code == 0, result.output
+    [row] = [line for line in result.output.splitlines() if line.startswith("config ")]
+    assert row.endswith("(env PICAS_CONFIG; read as picas profiles format)"), row
+    write_yaml(conf, "url: http://127.0.0.1:5984\ndatabase: flat\n")
+    shown = json.loads(CliRunner().invoke(config, ["show", "--json"], env=cli_env).output)
+    assert shown["config_format"] == "picas profiles format" and shown["database"] == "flat"
+    conf.unlink()
+    missing = json.loads(CliRunner().invoke(config, ["show", "--json"], env=cli_env).output)
+    assert missing["config_format"] is None and missing["sources"]["config_file"] == "env PICAS_CONFIG"
+
+
 def test_config_show_json(cli_env: dict, conf: Path) -> None:
     write_yaml(conf, TWO_PROFILES)
     result = CliRunner().invoke(config, ["show", "--json", "--profile", "cluster", "--url", "https://o:1"],
