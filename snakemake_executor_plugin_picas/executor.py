@@ -122,7 +122,9 @@ class Executor(RemoteExecutor):
             self.status_store = RunStore(self.client.copy(), self.run_id)
             self.remote = self._remote_files(options.storage_prefix)
         except PicasError as exc:
-            raise WorkflowError(f"picas: {exc}") from None
+            # The hints name the picas command's options; here they are Snakemake's.
+            message = str(exc).replace("pass --url", "pass --picas-url").replace("pass --db", "pass --picas-database")
+            raise WorkflowError(f"picas: {message}") from None
         where = f"{self.client.url}/{self.client.database}"
         self.logger.info(f"picas: run {self.run_id}: jobs become tokens in {where} (design document {self.design})"
                          + (f", files travel through {self.remote.prefix}" if self.remote else ""))

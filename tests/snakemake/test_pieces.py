@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from picas.staging.transfer import Transfer
 from snakemake_executor_plugin_picas import jobs, runview
 from snakemake_executor_plugin_picas.remote import ARCHIVE_NAME, RemoteFiles
 from snakemake_executor_plugin_picas.settings import SETTINGS, profile_key
+from tests.helpers import wait_for
 from tests.snakemake.conftest import require_snakemake
 
 SPEC = jobs.JobSpec(rule="align", jobid=7, attempt=2, threads=4, wildcards={"sample": "A"},
@@ -145,3 +147,33 @@ def test_staging_entries_for_a_job_without_a_shared_file_system(tmp_path):
         remote.stage_fields(dataclasses.replace(spec, inputs=("/etc/passwd",)))
     with pytest.raises(InvalidInput, match="outside the workflow directory"):
         remote.stage_fields(dataclasses.replace(spec, inputs=("../elsewhere.txt",)))
+
+
+def test_local_pilots_stop_when_the_process_that_started_them_is_killed(tmp_path):
+    """The watchdog between Snakemake and its local pilots ends them when Snakemake dies without a word."""
+    marker = f"{1000 + uuid.uuid4().int % 1000}.{uuid.uuid4().int % 1000:03d}"  # a sleep nobody else runs
+    starter = (f"import os, subprocess, sys, time\n"
+               f"subprocess.Popen([sys.executable, '-m', 'snakemake_executor_plugin_picas.pilots', '--parent',"
+               f" str(os.getpid()), '--', 'sleep', '{marker}'], start_new_session=True)\n"
+               f"print('started', flush=True)\n"
+               f"time.sleep(600)\n")
+    parent = subprocess.Popen([sys.executable, "-c", starter], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout.readline().strip() == "started"
+        wait_for(lambda: _running(f"sleep {marker}"), timeout=60, what="the stand-in pilot command to start")
+        parent.kill()  # SIGKILL: no cleanup of its own
+        parent.wait()
+        wait_for(lambda: not _running(f"sleep {marker}"), timeout=30, what="the watchdog to stop the pilots")
+    finally:
+        parent.kill()
+
+
+def _running(text: str) -> bool:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "cmdline").read_bytes().replace(b"\0", b" ").strip() == text.encode():
+                    return True
+            except OSError:
+                continue
+    return False
