@@ -133,6 +133,8 @@ class CouchClient(Session):
         """Create the database; returns False if it existed and ``exist_ok``.
 
         ``q`` (shards) and ``n`` (copies of each) are a CouchDB cluster's; the server's defaults apply without them.
+        A cluster answers 202 when some of its nodes are down: the database exists, and the nodes that were
+        away create their copies of its shards when they are back, so that counts as created.
         """
         name = self._db(database)
         params = {key: value for key, value in (("q", q), ("n", n)) if value}
