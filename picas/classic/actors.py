@@ -43,6 +43,7 @@ import sys
 import threading
 from typing import Any, Callable
 
+from picas import defaults
 from picas.classic import executers
 from picas.classic.actor_classic import release_task, run_classic, run_one
 from picas.classic.actor_pilot import run_with_pilot
@@ -73,11 +74,11 @@ class AbstractRunActor:
     between TERM and KILL).
     """
 
-    picas_heartbeat: float = 60.0
-    picas_lease_factor: float = 5.0
-    picas_grace: float = 10.0
+    picas_heartbeat: float = defaults.HEARTBEAT
+    picas_lease_factor: float = defaults.LEASE_FACTOR
+    picas_grace: float = defaults.GRACE
 
-    def __init__(self, db: Any, iterator: ViewIterator | None = None, view: str = "todo",
+    def __init__(self, db: Any, iterator: ViewIterator | None = None, view: str = defaults.VIEW,
                  token_reset_values: list[int] | None = [0, 0], **view_params: Any) -> None:
         if db is None:
             raise ValueError("Database must be initialized")

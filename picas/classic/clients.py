@@ -25,6 +25,7 @@ import random
 import textwrap
 from typing import Any, Iterable, Iterator
 
+from picas import defaults
 from picas.core import token as tok
 from picas.core.client import BulkResult, CouchClient, ViewResult, ViewRow
 from picas.classic.documents import Document
@@ -225,7 +226,7 @@ class CouchDB:
         return int(self.client.db_info()["doc_count"])
 
     # ------------------------------------------------------------------ views
-    def view(self, view: str, design_doc: str = "Monitor", **view_params: Any) -> CompatViewResult:
+    def view(self, view: str, design_doc: str = defaults.DESIGN, **view_params: Any) -> CompatViewResult:
         """Query ``_design/<design_doc>/_view/<view>`` with CouchDB's parameters (``limit``, ``key``, ...)."""
         return CompatViewResult(self.client.view(design_doc, view, **view_params))
 
@@ -256,13 +257,13 @@ class CouchDB:
 
     def is_view_nonempty(self, view: str, **view_params: Any) -> bool:
         """Whether a view has at least one row (False also for a view that does not exist)."""
-        design = view_params.pop("design_doc", "Monitor")
+        design = view_params.pop("design_doc", defaults.DESIGN)
         try:
             return bool(self.client.view(design, view, limit=1, **view_params).rows)
         except ViewNotFound:
             return False
 
-    def add_view(self, view: str, map_fun: str, reduce_fun: str | None = None, design_doc: str = "Monitor",
+    def add_view(self, view: str, map_fun: str, reduce_fun: str | None = None, design_doc: str = defaults.DESIGN,
                  language: str = "javascript", options: dict | None = None) -> bool:
         """Add or replace one view in ``_design/<design_doc>``; returns True if anything was written.
 
@@ -290,7 +291,7 @@ class CouchDB:
                 continue
         raise Conflict(f"could not add view '{view}' to _design/{design_doc}: it kept changing")
 
-    def delete_from_view(self, view: str, design_doc: str = "Monitor") -> list[bool]:
+    def delete_from_view(self, view: str, design_doc: str = defaults.DESIGN) -> list[bool]:
         """Delete every document that has a row in the view; one bool per document."""
         return self.delete_documents(self.get_from_view(view, design_doc=design_doc))
 

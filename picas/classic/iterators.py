@@ -31,6 +31,7 @@ import threading
 import time
 from typing import Any, Callable
 
+from picas import defaults
 from picas.core import token as tok
 from picas.core.claim import Claimer
 from picas.core.client import CouchClient
@@ -162,7 +163,7 @@ class ViewIterator:
 
     def _claimer(self, database: Any, view: str, view_params: dict) -> Claimer:
         params = dict(view_params)
-        design = params.pop("design_doc", "Monitor")
+        design = params.pop("design_doc", defaults.DESIGN)
         return Claimer(client_of(database), self.identity(), design=design, view=view,
                        lease_seconds=getattr(self, "lease_seconds", STANDALONE_LEASE), view_params=params)
 

@@ -17,6 +17,7 @@ import threading
 import time
 from typing import Any, Callable
 
+from picas import defaults
 from picas.classic import executers
 from picas.classic.documents import Task
 from picas.pilot.signals import StopFlags
@@ -114,7 +115,7 @@ class Watchdog(threading.Thread):
 
 
 def supervise(actor: Any, task: Task, timeout: float | None, flags: StopFlags,
-              is_lost: Callable[[], bool] = lambda: False, grace: float = 10.0,
+              is_lost: Callable[[], bool] = lambda: False, grace: float = defaults.GRACE,
               before: Callable[[], None] | None = None, after: Callable[[], None] | None = None) -> str | None:
     """Call ``actor.process_task(task)`` under a :class:`Watchdog`; returns why it was interrupted, or None.
 

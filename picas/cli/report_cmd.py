@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from picas import defaults
 from picas.cli.options import DURATION, connection_options, make_client
 from picas.config import Settings
 
@@ -26,7 +27,7 @@ _design_option = click.option(
     help="Only the tokens of this design document (pilot class): those its state views list. "
          "[default: every token in the database]")
 _view_option = click.option("--view", metavar="VIEW", help="Only the tokens this view lists (with --design-doc, "
-                                                           "default Monitor).")
+                                                           f"default {defaults.DESIGN}).")
 _title_option = click.option("--title", default="", metavar="TEXT", help="Page title [default: picas report].")
 _tails_option = click.option("--log-tails", "log_tails", type=click.IntRange(min=0), default=50, show_default=True,
                              metavar="N", help="Fetch the log tail of this many of the latest failed tokens.")
@@ -35,7 +36,7 @@ _tails_option = click.option("--log-tails", "log_tails", type=click.IntRange(min
 def _scope(design: str | None, view: str | None) -> str:
     if design is None and view is None:
         return "all tokens"
-    return f"design document {design or 'Monitor'}" + (f", view {view}" if view else "")
+    return f"design document {design or defaults.DESIGN}" + (f", view {view}" if view else "")
 
 
 class _Bar:

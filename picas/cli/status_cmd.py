@@ -12,18 +12,16 @@ from collections import deque
 import click
 
 from picas.pool import status as st
-from picas.cli.options import connection_options, make_client
+from picas.cli.options import connection_options, design_option, make_client
 from picas.pool.registry import pilot_summary
 from picas.config import Settings
-from picas.core.views import DEFAULT_DESIGN
 
 #: Seconds a watch must span before its own two-count rate replaces the first estimate.
 _SETTLE = 30.0
 
 
 @click.command("status")
-@click.option("--design-doc", "design", default=DEFAULT_DESIGN, show_default=True, metavar="NAME",
-              help="Design document whose views to read.")
+@design_option()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (one JSON line per refresh).")
 @click.option("--watch", "-w", is_flag=True, help="Refresh every --interval seconds until Ctrl-C.")
 @click.option("--interval", "-n", default=5.0, show_default=True, type=click.FloatRange(0.1),

@@ -18,6 +18,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
+from picas import defaults
 from picas.core.client import CouchClient
 from picas.pilot.record import DOC_TYPE as PILOT_TYPE, ID_PREFIX as PILOT_PREFIX
 from picas.pool.tokens import STATE_VIEWS, tail, token_log
@@ -181,7 +182,7 @@ def read_pool(client: CouchClient, *, design: str | None = None, view: str | Non
             if progress:
                 progress(read, total)
         return pool
-    design = design or "Monitor"
+    design = design or defaults.DESIGN
     views = [view] if view else list(STATE_VIEWS)
     totals = [client.view(design, name, limit=1).total_rows or 0 for name in views]
     seen: set[str] = set()
