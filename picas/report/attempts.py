@@ -30,10 +30,20 @@ import enum
 from dataclasses import dataclass, field
 
 from picas.core import token as tok
+from picas.core.states import STATES, HistoryEvent, State
 from picas.pool.tokens import job_id
 
 __all__ = ["Attempt", "Outcome", "attempts", "created_at", "has_history", "is_scrub", "is_scrub_reason", "number",
            "transitions"]
+
+# The history events and states as plain strings (from picas.core.states, named once there): these are
+# compared per history entry of every token a report reads, and a str compares several times faster than
+# an enum member does.
+_LOCKED, _DONE, _RESET, _RELEASED, _DISCARDED = (e.value for e in (
+    HistoryEvent.LOCKED, HistoryEvent.DONE, HistoryEvent.RESET, HistoryEvent.RELEASED, HistoryEvent.RESULT_DISCARDED))
+_FAILED = (HistoryEvent.FAILED.value, HistoryEvent.ERROR.value)
+_TODO, _IN_LOCKED = State.TODO.value, State.LOCKED.value
+_STATES = tuple(state.value for state in STATES)
 
 
 class Outcome(str, enum.Enum):
@@ -46,6 +56,10 @@ class Outcome(str, enum.Enum):
     RELEASED = "released"
     LOST = "lost"
     RUNNING = "running"
+
+
+#: The state an ended attempt left its token in (any other ending puts it back to todo).
+_FINAL = {Outcome.DONE: State.DONE.value, Outcome.ERROR: State.ERROR.value}
 
 
 @dataclass
@@ -108,7 +122,7 @@ def is_scrub_reason(reason: str) -> bool:
 
 def is_scrub(entry: dict) -> bool:
     """A reset that took a token from a pilot whose lease ran out (by a scrub, not a retry or an operator)."""
-    return entry.get("event") == "reset" and is_scrub_reason(str(entry.get("reason") or ""))
+    return entry.get("event") == _RESET and is_scrub_reason(str(entry.get("reason") or ""))
 
 
 def _events(doc: dict) -> list[dict]:
@@ -158,30 +172,30 @@ def _from_history(doc: dict, token_id: str) -> list[Attempt]:
     for entry in _events(doc):
         event, when = entry.get("event"), float(entry["time"])
         pilot, host = str(entry.get("pilot") or ""), str(entry.get("host") or "")
-        if event == "locked":
+        if event == _LOCKED:
             if current is not None:
                 _close(current, when, Outcome.LOST, {})  # re-locked with no end recorded (trimmed or lost)
             current = Attempt(token_id, pilot or host, host, "", when)
             out.append(current)
-        elif event == "done" and current is not None:
+        elif event == _DONE and current is not None:
             _close(current, when, Outcome.DONE, entry)
             current = None
-        elif event in ("failed", "error"):
+        elif event in _FAILED:
             if current is not None:
                 _close(current, when, Outcome.ERROR, entry)
                 current = None
             elif out and out[-1].ended is not None and out[-1].outcome == Outcome.ERROR and entry.get("reason"):
                 out[-1].message = str(entry["reason"])  # a failed exit followed by its error message
-        elif event == "reset":
+        elif event == _RESET:
             if current is not None:
                 _close(current, when, Outcome.SCRUBBED, entry)
                 current = None
             elif out and out[-1].outcome == Outcome.ERROR:
                 out[-1].outcome = Outcome.RETRIED
-        elif event == "released" and current is not None:
+        elif event == _RELEASED and current is not None:
             _close(current, when, Outcome.RELEASED, entry)
             current = None
-        elif event == "result_discarded":
+        elif event == _DISCARDED:
             # The pilot finished after its claim was taken away (scrubbed): its work was lost.
             mine = [a for a in out if a.pilot == pilot and a.outcome == Outcome.SCRUBBED]
             if mine:
@@ -198,9 +212,9 @@ def _without_history(doc: dict, token_id: str) -> list[Attempt]:
     state = tok.state(doc)
     host = str(doc.get("hostname") or "")
     attempt = Attempt(token_id, str(doc.get("pilot") or host), host, job_id(doc), lock)
-    if state in ("done", "error"):
+    if state in (State.DONE, State.ERROR):
         attempt.ended = number(doc.get("done")) or lock
-        attempt.outcome = Outcome.DONE if state == "done" else Outcome.ERROR
+        attempt.outcome = Outcome.DONE if state == State.DONE else Outcome.ERROR
         attempt.exit_code = doc.get("exit_code")
     return [attempt]
 
@@ -214,12 +228,12 @@ def attempts(doc: dict) -> list[Attempt]:
     last = found[-1]
     state = tok.state(doc)
     # The token's own fields describe its latest attempt: the payload's times, the job, the exit code.
-    if last.ended is None and state in ("done", "error"):
+    if last.ended is None and state in (State.DONE, State.ERROR):
         last.ended = number(doc.get("done")) or last.claimed
-        last.outcome = Outcome.DONE if state == "done" else Outcome.ERROR
+        last.outcome = Outcome.DONE if state == State.DONE else Outcome.ERROR
     if last.ended is not None and last.outcome == Outcome.RUNNING:
         last.outcome = Outcome.LOST
-    if state == "locked" and last.ended is not None and str(doc.get("pilot") or "") == last.pilot:
+    if state == State.LOCKED and last.ended is not None and str(doc.get("pilot") or "") == last.pilot:
         last.ended, last.outcome = None, Outcome.RUNNING
     same = not doc.get("pilot") or str(doc.get("pilot")) == last.pilot
     if same:
@@ -253,13 +267,13 @@ def transitions(doc: dict, start: float, tries: list[Attempt] | None = None) -> 
     missing history never leaves a token counted in a state it has left.
     """
     created = created_at(doc)
-    out = [(created if created is not None else start, "todo")]
+    out = [(created if created is not None else start, _TODO)]
     for attempt in attempts(doc) if tries is None else tries:
-        out.append((attempt.claimed, "locked"))
+        out.append((attempt.claimed, _IN_LOCKED))
         if attempt.ended is not None:
-            final = {Outcome.DONE: "done", Outcome.ERROR: "error"}.get(attempt.outcome, "todo")
+            final = _FINAL.get(attempt.outcome, _TODO)
             out.append((attempt.ended, final))
     current = tok.state(doc)
-    if current != out[-1][1] and current in ("todo", "locked", "done", "error"):
+    if current != out[-1][1] and current in _STATES:
         out.append((max(out[-1][0], number(doc.get("done")) or number(doc.get("lock")) or out[-1][0]), current))
     return out

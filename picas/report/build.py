@@ -12,13 +12,13 @@ from typing import Iterable
 
 from picas.core import token as tok
 from picas.errors import InvalidInput
-from picas.pool.tokens import parse_duration
 
 from picas.report import aggregates as agg
 from picas.report.attempts import Attempt, attempts, created_at, has_history, number
 from picas.report.failures import failures
 from picas.report.pilots import pilot_spans, pilots, summarize
 from picas.report.timeline import MAX_BARS, timeline
+from picas.support.durations import parse_duration
 
 __all__ = ["build", "since_time"]
 

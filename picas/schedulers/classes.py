@@ -27,12 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import yaml
-
 from picas import defaults
 from picas.errors import ConfigError, InvalidInput, PicasError
 from picas.pilot.options import Option
 from picas.pool.registry import class_name
+from picas.support.yamltext import load_yaml
 
 __all__ = ["PilotClass", "class_keys", "class_options", "load_classes", "parse_class"]
 
@@ -95,11 +94,10 @@ def load_classes(path: Path, options: Sequence[Option] = ()) -> list[PilotClass]
     """Read pilot classes from a YAML file (see the module docstring for its shape)."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the classes file: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: malformed YAML: {exc}") from None
+    data = load_yaml(text, path, ConfigError)
     if isinstance(data, dict) and "classes" in data:
         data = data["classes"]
     if not isinstance(data, list) or not data:

@@ -68,6 +68,10 @@ def test_load_classes(tmp_path):
     path.write_text("- design: A\n  slots: none\n")
     with pytest.raises(ConfigError, match="slots must be a whole number"):
         load_classes(path, LedgerScheduler.options)
+    path.write_text("- design: A\n  slots: [1\n")
+    with pytest.raises(ConfigError) as broken:
+        load_classes(path)
+    assert str(broken.value).startswith(f"{path}:3:1: malformed YAML: ") and "\n" not in str(broken.value)
 
 
 def test_class_options_put_the_class_on_top_of_the_base():
