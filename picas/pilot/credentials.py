@@ -2,8 +2,8 @@
 
 A batch job does not inherit the submitting shell: it starts later, on
 another node, maybe from cron (the autopilot).  And whatever a scheduler is
-given is stored where others may read it (Slurm keeps the batch script,
-``scontrol write batch_script``; a grid sandbox travels through servers).  So
+given is stored where others may read it (a batch system keeps the batch
+script in its spool; a job's sandbox travels through servers).  So
 a pilot's password is never written into what is submitted.  What is
 submitted exports only where the server is and which file holds the
 password (:func:`pilot_environment`); that file is private (mode 0600) and on

@@ -1,9 +1,10 @@
 """Pilot credentials: a CouchDB user that may use one token database and nothing else.
 
-A pilot on a grid worker node (or in a Slurm job) needs a password, and
-whatever travels with a job is stored where others may read it: a sandbox
-passes through DIRAC's servers, a batch script stays in Slurm's spool.  The
-operator's own (often admin) password must therefore never be in it.
+A pilot started by any batch system needs a password, and whatever travels
+with a job is stored where others may read it: a job's sandbox passes
+through the scheduler's servers, a batch script stays in the scheduler's
+spool.  The operator's own (often admin) password must therefore never be
+in it.
 Instead each pool gets *pilot users*:
 
 * a CouchDB user ``picas-pilot-<database>-<random>`` with a random password
@@ -299,7 +300,8 @@ def pilot_env(path: Path) -> dict[str, str]:
     """What a batch job exports so that its pilots use the credential in ``path``: where it is, no password.
 
     The file must be on a file system the nodes see (a home directory); a
-    grid job takes the file itself along instead.
+    backend whose nodes see no file of the submitting machine ships the file
+    itself with the job instead.
     """
     credential = read_file(path)
     return {"PICAS_HOST_URL": credential.url, "PICAS_DATABASE": credential.database,
