@@ -47,6 +47,19 @@ def pilot_env(server, db_name: str, **extra: str) -> dict:
     return env
 
 
+def cli_env(server, db_name: str, config: Path) -> dict:
+    """The operator's connection in PICAS_* variables for a command run in-process (click's CliRunner).
+
+    Every other PICAS_* setting is None, which CliRunner unsets, so the
+    shell running the tests cannot leak a profile, a CA bundle or debug
+    output into them; ``config`` is the config file the commands read and write.
+    """
+    user, password = server.admin
+    return {"PICAS_HOST_URL": server.url, "PICAS_DATABASE": db_name, "PICAS_USERNAME": user,
+            "PICAS_PASSWORD": password, "PICAS_CONFIG": str(config), "PICAS_PROFILE": None,
+            "PICAS_VERIFY": None, "PICAS_DEBUG": None}
+
+
 def start_pilot(server, db_name: str, *args: str, env: dict | None = None, **popen) -> subprocess.Popen:
     """A real pilot process: 'python -m picas run ...' with the test server's settings."""
     return subprocess.Popen([sys.executable, "-m", "picas", "run", *args], env=env or pilot_env(server, db_name),

@@ -16,9 +16,10 @@ Stopping a group (TERM, grace, KILL) is :func:`picas.support.procgroup.terminate
 """
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import threading
-from typing import Sequence
+from typing import Iterator, Sequence
 
 # Stopping and watching process groups is picas.support.procgroup's; re-exported under the names
 # classic code (and the actor's watchdog) uses.
@@ -30,6 +31,21 @@ _registry_lock = threading.Lock()
 _running: set[subprocess.Popen] = set()
 
 
+@contextlib.contextmanager
+def _listed(proc: subprocess.Popen) -> Iterator[subprocess.Popen]:
+    """List ``proc`` in :func:`running` while the caller waits for it; an interrupted wait stops its group."""
+    with _registry_lock:
+        _running.add(proc)
+    try:
+        yield proc
+    except BaseException:
+        terminate(proc, grace=2.0)
+        raise
+    finally:
+        with _registry_lock:
+            _running.discard(proc)
+
+
 def execute(args: str | Sequence[str], shell: bool = False) -> tuple[subprocess.Popen, int, bytes, bytes]:
     """Run ``args`` to completion; returns ``(process, exit code, stdout bytes, stderr bytes)``.
 
@@ -38,16 +54,10 @@ def execute(args: str | Sequence[str], shell: bool = False) -> tuple[subprocess.
     """
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, shell=shell,
                             start_new_session=True)
-    with _registry_lock:
-        _running.add(proc)
     try:
-        stdout, stderr = proc.communicate()
-    except BaseException:
-        terminate(proc, grace=2.0)
-        raise
+        with _listed(proc):
+            stdout, stderr = proc.communicate()
     finally:
-        with _registry_lock:
-            _running.discard(proc)
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
@@ -63,16 +73,8 @@ def execute_old(cmd: str) -> int:
     a running actor can stop it like any payload.
     """
     proc = subprocess.Popen(cmd, shell=True, start_new_session=True)
-    with _registry_lock:
-        _running.add(proc)
-    try:
+    with _listed(proc):
         code = proc.wait()
-    except BaseException:
-        terminate(proc, grace=2.0)
-        raise
-    finally:
-        with _registry_lock:
-            _running.discard(proc)
     return -code if code < 0 else code << 8
 
 

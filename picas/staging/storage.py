@@ -45,13 +45,42 @@ from __future__ import annotations
 
 import abc
 import os
+import time
 import urllib.parse
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Iterator
+from typing import TYPE_CHECKING, BinaryIO, Callable, ClassVar, Iterable, Iterator, Sequence
 
-__all__ = ["Storage", "RemoteFile", "scheme_of", "Cancel"]
+from picas.staging.errors import TransferError
+
+if TYPE_CHECKING:
+    from picas.staging.checksum import Hasher
+
+__all__ = ["Storage", "RemoteFile", "scheme_of", "Cancel", "check_progress", "pump"]
 
 Cancel = Callable[[], bool]
+
+
+def check_progress(deadline: float, cancel: Cancel | None, what: str, url: str) -> None:
+    """Raise :class:`TransferError` when a transfer is past its deadline or was cancelled.
+
+    Backends call it at every chunk, so a stalled or unwanted transfer ends
+    within one chunk however it moves its bytes.  ``what`` names the
+    transfer in the message (``"downloading https://..."``, password-free).
+    """
+    if time.monotonic() > deadline:
+        raise TransferError(f"{what} took longer than its timeout", url=url)
+    if cancel is not None and cancel():
+        raise TransferError(f"{what} was cancelled", url=url)
+
+
+def pump(chunks: Iterable[bytes], out: BinaryIO, hashers: Sequence[Hasher], deadline: float,
+         cancel: Cancel | None, what: str, url: str) -> None:
+    """Write ``chunks`` to ``out``, feeding ``hashers`` on the way, checking :func:`check_progress` per chunk."""
+    for chunk in chunks:
+        out.write(chunk)
+        for hasher in hashers:
+            hasher.update(chunk)
+        check_progress(deadline, cancel, what, url)
 
 
 def scheme_of(url: str) -> str:

@@ -31,6 +31,7 @@ from picas.errors import (ConfigError, Conflict, DatabaseNotFound, ServerUnavail
                           ViewNotFound)
 from picas.server.local import free_port
 from picas.core.views import deploy
+from tests.helpers import cli_env
 
 for _command in (db, views, push_cmd, status_cmd, tokens, reset_cmd, delete_cmd):
     main.add_command(_command)
@@ -40,10 +41,7 @@ TOKEN_ID = re.compile(r"^token_[0-9a-f]{16}$")
 
 @pytest.fixture
 def env(couch_server, db_name, tmp_path) -> dict:
-    user, password = couch_server.admin
-    return {"PICAS_HOST_URL": couch_server.url, "PICAS_DATABASE": db_name, "PICAS_USERNAME": user,
-            "PICAS_PASSWORD": password, "PICAS_CONFIG": str(tmp_path / "conf.yml"), "PICAS_DEBUG": None,
-            "PICAS_PROFILE": None, "PICAS_VERIFY": None}
+    return cli_env(couch_server, db_name, tmp_path / "conf.yml")
 
 
 @pytest.fixture

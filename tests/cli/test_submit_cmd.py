@@ -22,6 +22,7 @@ from click.testing import CliRunner
 from picas.cli import main
 from picas.core import token as tok
 from picas.pool import registry
+from tests import helpers
 from tests.helpers import client_for
 from tests.schedulers.second_scheduler import LedgerScheduler, ledger  # noqa: F401
 
@@ -37,10 +38,7 @@ def client(couch_server, db_name):
 
 @pytest.fixture
 def cli_env(couch_server, db_name, tmp_path) -> dict:
-    user, password = couch_server.admin
-    return {"PICAS_HOST_URL": couch_server.url, "PICAS_DATABASE": db_name, "PICAS_USERNAME": user,
-            "PICAS_PASSWORD": password, "PICAS_CONFIG": str(tmp_path / "conf.yml"), "PICAS_PROFILE": None,
-            "PICAS_VERIFY": None, "PICAS_DEBUG": None}
+    return helpers.cli_env(couch_server, db_name, tmp_path / "conf.yml")
 
 
 def picas(env: dict, *args: str):

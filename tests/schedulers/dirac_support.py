@@ -91,10 +91,7 @@ def credential_file(server, db_name: str, path: Path) -> Path:
 
     from picas.cli import main
 
-    user, password = server.admin
-    env = {"PICAS_HOST_URL": server.url, "PICAS_DATABASE": db_name, "PICAS_USERNAME": user,
-           "PICAS_PASSWORD": password, "PICAS_CONFIG": "/nonexistent/picas-test-conf.yml"}
-    result = CliRunner().invoke(main, ["credentials", "create", "--output", str(path)], env=env,
+    result = CliRunner().invoke(main, ["credentials", "create", "--output", str(path)], env=admin_env(server, db_name),
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return path

@@ -28,7 +28,7 @@ from picas.cli import main
 from picas.core.client import CouchClient
 from picas.schedulers.slurm import cancel, count_active, queued_jobs
 from picas.core.views import deploy
-from tests.helpers import client_for, overview, side_effect_counts, wait_for
+from tests.helpers import cli_env, client_for, overview, side_effect_counts, wait_for
 from tests.slurm_fixture import slurm_cluster  # noqa: F401
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
@@ -39,10 +39,7 @@ PICAS = f"{sys.executable} -m picas"
 @pytest.fixture
 def env(couch_server, db_name, tmp_path) -> dict:
     """The connection in the environment, as a user's shell on the login node would have it."""
-    user, password = couch_server.admin
-    return {"PICAS_HOST_URL": couch_server.url, "PICAS_DATABASE": db_name, "PICAS_USERNAME": user,
-            "PICAS_PASSWORD": password, "PICAS_CONFIG": str(tmp_path / "conf.yml"), "PICAS_PROFILE": None,
-            "PICAS_VERIFY": None, "PICAS_DEBUG": None}
+    return cli_env(couch_server, db_name, tmp_path / "conf.yml")
 
 
 @pytest.fixture

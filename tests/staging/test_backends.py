@@ -143,3 +143,27 @@ def _answers(storage, url: str) -> bool:
         return storage.stat(url, 2.0) is not None
     except TransferError:
         return False
+
+
+@pytest.mark.parametrize("scheme", ["file", "dav"])
+def test_a_transfer_ends_when_cancelled_or_past_its_deadline(scheme, dav, area, tmp_path):
+    """The built-in backends check the cancel flag and the deadline at every chunk, in both directions."""
+    name, _ = area
+    local = tmp_path / "big.bin"
+    local.write_bytes(os.urandom(2 * 1024 * 1024))
+    url = dav.dav(f"{name}/big.bin") if scheme == "dav" else (tmp_path / "remote" / "big.bin").as_uri()
+    reg = Registry(["http", "file"], environ={})
+    try:
+        storage = reg.for_url(url)
+        with pytest.raises(TransferError, match="was cancelled"):
+            storage.put(local, url, False, T, cancel=lambda: True)
+        with pytest.raises(TransferError, match="took longer than its timeout"):
+            storage.put(local, url, False, -1.0)
+        assert storage.stat(url, T) is None, "nothing under the real name after a broken upload"
+        storage.put(local, url, False, T)
+        with pytest.raises(TransferError, match="was cancelled"):
+            storage.get(url, tmp_path / "back.bin", T, ("adler32",), cancel=lambda: True)
+        with pytest.raises(TransferError, match="took longer than its timeout"):
+            storage.get(url, tmp_path / "back.bin", -1.0, ("adler32",))
+    finally:
+        reg.close()

@@ -18,7 +18,7 @@ from typing import Iterator
 
 from picas.staging.checksum import CHUNK, Hasher, file_digests
 from picas.staging.errors import AccessDenied, DestinationExists, SourceMissing, TransferError
-from picas.staging.storage import Cancel, RemoteFile, Storage
+from picas.staging.storage import Cancel, RemoteFile, Storage, pump
 
 __all__ = ["FileStorage", "path_of"]
 
@@ -37,20 +37,6 @@ def _error(exc: OSError, url: str, what: str) -> TransferError:
     # A stale NFS handle or an I/O error on a network file system may pass; a full disk will not.
     transient = exc.errno in (errno.EIO, errno.ESTALE, errno.EAGAIN, errno.EINTR)
     return TransferError(f"{what} {url}: {reason}", url=url, transient=transient)
-
-
-def _pump(src, dst, hashers: list[Hasher], deadline: float, cancel: Cancel | None, url: str) -> None:
-    while True:
-        chunk = src.read(CHUNK)
-        if not chunk:
-            return
-        dst.write(chunk)
-        for hasher in hashers:
-            hasher.update(chunk)
-        if time.monotonic() > deadline:
-            raise TransferError(f"copying {url} took longer than its timeout", url=url)
-        if cancel is not None and cancel():
-            raise TransferError(f"copying {url} was cancelled", url=url)
 
 
 class FileStorage(Storage):
@@ -77,7 +63,7 @@ class FileStorage(Storage):
         try:
             with open(path_of(url), "rb") as src, open(path, "wb") as dst:
                 if hashers or cancel is not None:
-                    _pump(src, dst, hashers, deadline, cancel, url)
+                    pump(iter(lambda: src.read(CHUNK), b""), dst, hashers, deadline, cancel, f"copying {url}", url)
                 else:
                     shutil.copyfileobj(src, dst, CHUNK)
         except OSError as exc:
@@ -90,7 +76,8 @@ class FileStorage(Storage):
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "rb") as src, open(temp, "wb") as dst:
-                _pump(src, dst, [], time.monotonic() + timeout, cancel, url)
+                pump(iter(lambda: src.read(CHUNK), b""), dst, [], time.monotonic() + timeout, cancel,
+                     f"copying {url}", url)
                 dst.flush()
                 os.fsync(dst.fileno())
             if overwrite:

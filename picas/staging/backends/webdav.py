@@ -38,7 +38,7 @@ from picas.errors import PicasError
 from picas.staging import credentials
 from picas.staging.checksum import Hasher, normalize
 from picas.staging.errors import AccessDenied, DestinationExists, SourceMissing, StagingError, TransferError
-from picas.staging.storage import Cancel, RemoteFile, Storage
+from picas.staging.storage import Cancel, RemoteFile, Storage, check_progress, pump
 from picas.support.credentials import redact_url
 
 __all__ = ["WebDavStorage", "http_url", "parse_digest"]
@@ -98,10 +98,7 @@ class _Body:
         self.handle, self.deadline, self.cancel, self.url = handle, deadline, cancel, url
 
     def read(self, size: int = -1) -> bytes:
-        if time.monotonic() > self.deadline:
-            raise TransferError(f"uploading to {redact_url(self.url)} took longer than its timeout", url=self.url)
-        if self.cancel is not None and self.cancel():
-            raise TransferError(f"uploading to {redact_url(self.url)} was cancelled", url=self.url)
+        check_progress(self.deadline, self.cancel, f"uploading to {redact_url(self.url)}", self.url)
         return self.handle.read(size)
 
     def seek(self, offset: int, whence: int = 0) -> int:
@@ -241,14 +238,8 @@ class WebDavStorage(Storage):
                 complete = True
                 raise self._fail(response, url, "GET")
             with open(path, "wb") as out:
-                for chunk in response.stream(_NET_CHUNK, decode_content=False):
-                    out.write(chunk)
-                    for hasher in hashers:
-                        hasher.update(chunk)
-                    if time.monotonic() > deadline:
-                        raise TransferError(f"downloading {redact_url(url)} took longer than {timeout:g} s", url=url)
-                    if cancel is not None and cancel():
-                        raise TransferError(f"downloading {redact_url(url)} was cancelled", url=url)
+                pump(response.stream(_NET_CHUNK, decode_content=False), out, hashers, deadline, cancel,
+                     f"downloading {redact_url(url)}", url)
             complete = True
         except (Urllib3Error, OSError) as exc:
             raise TransferError(f"downloading {redact_url(url)} broke off: {type(exc).__name__}: {exc}",
