@@ -28,7 +28,7 @@ _PARAM_NAMES = ("url", "database", "username", "password", "profile", "config_fi
 
 _OPTIONS = (
     click.option("--url", envvar="PICAS_HOST_URL", show_envvar=True, metavar="URL",
-                 help="CouchDB server, e.g. https://couch.example.org:6984."),
+                 help="CouchDB server, e.g. https://couch.example.org:6984; a cluster's nodes comma-separated."),
     click.option("--db", "--database", "database", envvar="PICAS_DATABASE", show_envvar=True, metavar="NAME",
                  help="Database that holds the tokens."),
     click.option("--username", envvar="PICAS_USERNAME", show_envvar=True, metavar="USER",
