@@ -31,12 +31,9 @@ from __future__ import annotations
 
 import errno
 import json
-import os
-import signal
 import socket
 import subprocess
 import time
-import uuid
 from pathlib import Path
 from urllib.parse import quote
 
@@ -44,8 +41,10 @@ from picas.errors import LocalServerError
 from picas.core.http import Transport, TransportError
 from picas.server.install import (POUCHDB_SERVER_PACKAGE, POUCHDB_SERVER_VERSION, data_home,  # noqa: F401
                                   find_binary, install, is_installed)
+from picas.server import configfile
 from picas.server.runtime import (GUARD, _tail, free_port, guarded_environment, process_alive,  # noqa: F401
-                                  settle_writes, write_private_file)
+                                  read_pid_record, settle_writes, write_private_file)
+from picas.support import procgroup
 
 _PORT_IN_USE_SIGNS = ("EADDRINUSE", "stopTailingLog is not a function", "already in use")
 
@@ -125,18 +124,9 @@ class LocalServer:
 
     # -- pid file --------------------------------------------------------
 
-    def _read_pid_file(self) -> dict | None:
-        try:
-            record = json.loads(self.pid_file.read_text())
-        except (OSError, ValueError):
-            return None
-        if not isinstance(record, dict) or not isinstance(record.get("pid"), int):
-            return None
-        return record
-
     def _live_record(self) -> dict | None:
         """The pid-file record if its process still runs, else None."""
-        record = self._read_pid_file()
+        record = read_pid_record(self.pid_file)
         if record is None:
             return None
         pid = record["pid"]
@@ -147,35 +137,6 @@ class LocalServer:
         return record if process_alive(pid, binary_name) else None
 
     # -- lifecycle -------------------------------------------------------
-
-    def _server_uuid(self) -> str:
-        """Keep the server's uuid stable across restarts; it is also our readiness fingerprint."""
-        try:
-            existing = json.loads(self.config_file.read_text())
-            value = existing.get("couchdb", {}).get("uuid")
-            if isinstance(value, str) and value:
-                return value
-        except (OSError, ValueError, AttributeError):
-            pass
-        return uuid.uuid4().hex
-
-    def _write_config(self, server_uuid: str) -> None:
-        """Write config.json afresh: pouchdb-server hashes admin passwords in place at start."""
-        try:
-            config = json.loads(self.config_file.read_text())
-            if not isinstance(config, dict):
-                config = {}
-        except (OSError, ValueError):
-            config = {}
-        config.pop("admins", None)
-        if self.admin is not None:
-            user, password = self.admin
-            config["admins"] = {user: password}
-        config.setdefault("couchdb", {})["uuid"] = server_uuid
-        log = config.setdefault("log", {})
-        log["level"] = self.log_level
-        log["file"] = str(self.data_dir / "log.txt")
-        write_private_file(self.config_file, json.dumps(config, indent=2) + "\n")
 
     def _probe(self, transport: Transport) -> dict | None:
         try:
@@ -246,8 +207,9 @@ class LocalServer:
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             self._check_port_free()
-            server_uuid = self._server_uuid()
-            self._write_config(server_uuid)
+            server_uuid = configfile.server_uuid(self.config_file)
+            configfile.write_config(self.config_file, admin=self.admin, server_uuid=server_uuid,
+                                    log_level=self.log_level, log_file=self.data_dir / "log.txt")
         except OSError as exc:
             raise LocalServerError(f"cannot prepare {self.data_dir}: {exc.strerror or exc}",
                                    hint="choose a writable --data-dir") from None
@@ -285,7 +247,7 @@ class LocalServer:
                     return
                 body = self._probe(probe)
                 if body is not None and body.get("uuid") == server_uuid:
-                    self._protect_config()
+                    configfile.protect_config(self.config_file, self.admin[0] if self.admin else None)
                     return
                 if time.monotonic() > deadline:
                     self._terminate(proc.pid, timeout=5)
@@ -302,28 +264,6 @@ class LocalServer:
     def _prober(self) -> Transport:
         """A short-timeout connection for "is it up?" probes; a corporate proxy must not intercept localhost."""
         return Transport(self.url, timeout=1.0, pool_size=1, environment_proxy=False)
-
-    def _protect_config(self, timeout: float = 3.0) -> None:
-        """Wait until pouchdb-server has hashed the admin password in config.json, then make the file private.
-
-        It hashes and rewrites the file asynchronously (as mode 0644, by
-        renaming a temporary file), possibly after it already answers; until
-        then the file holds the password in plain text.  Waiting keeps that
-        window inside start() and makes the chmod stick.
-        """
-        deadline = time.monotonic() + timeout
-        while self.admin is not None and time.monotonic() < deadline:
-            try:
-                stored = json.loads(self.config_file.read_text()).get("admins", {}).get(self.admin[0], "")
-            except (OSError, ValueError, AttributeError):
-                stored = ""
-            if isinstance(stored, str) and stored.startswith("-pbkdf2-"):
-                break
-            time.sleep(0.02)
-        try:
-            os.chmod(self.config_file, 0o600)
-        except OSError:
-            pass
 
     def _died_error(self, code: int, offset: int) -> LocalServerError:
         tail = _tail(self.log_file, offset)
@@ -350,35 +290,19 @@ class LocalServer:
             self._proc = None
         self.pid_file.unlink(missing_ok=True)
 
-    def _signal(self, pid: int, sig: int) -> None:
-        """Signal the server's whole session group, so that a wrapper script's children go too."""
-        try:
-            if os.getpgid(pid) == pid:
-                os.killpg(pid, sig)
-            else:
-                os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
-
-    def _wait_dead(self, pid: int, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while True:
-            if self._proc is not None and self._proc.pid == pid:
-                if self._proc.poll() is not None:
-                    return True
-            elif not process_alive(pid):
-                return True
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)
-
     def _terminate(self, pid: int, timeout: float) -> None:
-        self._signal(pid, signal.SIGTERM)
-        if self._wait_dead(pid, timeout):
-            return
-        self._signal(pid, signal.SIGKILL)
-        if not self._wait_dead(pid, 5.0):
-            raise LocalServerError(f"pouchdb-server (pid {pid}) survived SIGKILL")
+        """TERM to the server's session group, KILL after ``timeout`` s (:func:`picas.support.procgroup.terminate`).
+
+        Our own child is reaped on the way; a server started by another
+        process is only waited for.
+        """
+        target = self._proc if self._proc is not None and self._proc.pid == pid else pid
+        procgroup.terminate(target, grace=timeout)
+        deadline = time.monotonic() + 5.0
+        while procgroup.alive(target):  # a bare pid's KILL lands asynchronously
+            if time.monotonic() > deadline:
+                raise LocalServerError(f"pouchdb-server (pid {pid}) survived SIGKILL")
+            time.sleep(0.05)
 
     def stop(self, timeout: float = 10) -> bool:
         """Stop the server (SIGTERM, then SIGKILL after ``timeout`` s); return whether one was running.

@@ -1,6 +1,7 @@
 """Process plumbing of the local server: its environment, ports, pid checks, log tails, quiet files."""
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -44,6 +45,17 @@ def _tail(path: Path, offset: int = 0, lines: int = 12) -> str:
 def write_private_file(path: Path, text: str) -> None:
     """Write a file readable by its owner only, atomically, because it holds a password."""
     files.write_private(path, text)
+
+
+def read_pid_record(path: Path) -> dict | None:
+    """The record of a server's pid file (``{"pid": ..., "url": ..., "binary": ...}``), or None if unusable."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("pid"), int):
+        return None
+    return record
 
 
 def process_alive(pid: int, expect_in_cmdline: str | None = None) -> bool:
