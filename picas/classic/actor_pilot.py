@@ -162,7 +162,7 @@ def _execute(actor: Any, doc: dict, pilot: _ActorPilot) -> tuple[dict, RunOutcom
     body = _finalize(merge(current, task.value, base), pilot.who, reason, pilot.max_scrub)
     # Should the write still meet a 409, the result is merged again against this body: every field the
     # task changed (custom ones too) wins, as here.
-    pilot._bases[token_id] = current
+    pilot.set_base(token_id, current)
     actor.tasks_processed += 1
     actor._picas_run_count += 1
     actor._picas_cleanup_due = True

@@ -225,6 +225,15 @@ class Pilot:
             self.on_event(PilotEvent.SCRUBBED, {}, {"reset": len(scrubbed.reset), "errored": len(scrubbed.errored)})
 
     # ------------------------------------------------------------------ one token
+    def set_base(self, token_id: str, body: dict) -> None:
+        """Record the token body a finished token's result was made from (an :meth:`execute` override calls it).
+
+        Should the save meet a 409, the result is merged again onto the
+        stored token against this base (:func:`picas.pilot.results.save_results`):
+        every field the run changed wins over what changed meanwhile.
+        """
+        self._bases[token_id] = body
+
     def execute(self, doc: dict) -> tuple[dict, RunOutcome]:
         """Run one claimed token; returns the body to save and how the run ended."""
         token_id = doc["_id"]
@@ -243,7 +252,7 @@ class Pilot:
     def _result_body(self, doc: dict, result: ExecResult) -> dict:
         """The finished token: exit code, times, host, logs; retried if it failed and has retries left."""
         current = self.keeper.release(doc["_id"]) or doc
-        self._bases[doc["_id"]] = current
+        self.set_base(doc["_id"], current)
         fields = {"started": int(result.started), "finished": int(result.finished),
                   "duration": round(result.duration, 3), "hostname": self.who.hostname}
         if result.truncated:
