@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -40,19 +41,30 @@ from picas.core.views import deploy  # noqa: E402
 WORKFLOW = ROOT / "examples" / "snakemake" / "sleep"
 
 
-def run(directory: Path, env: dict, args: list[str]) -> float:
-    """Copy the workflow into ``directory``, run Snakemake there, return its wall time; fail loudly."""
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run(directory: Path, env: dict, args: list[str]) -> tuple[float, float]:
+    """Copy the workflow into ``directory``, run Snakemake there; its wall time and CPU time; fail loudly.
+
+    The CPU time is that of Snakemake and everything it waited for: its jobs, and the local pilots
+    (which wait for their payloads) with their Snakemake jobs.
+    """
     shutil.copytree(WORKFLOW, directory)
+    cpu = _children_cpu()
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=directory, env=env,
                           capture_output=True, text=True)
     elapsed = time.perf_counter() - started
+    cpu = _children_cpu() - cpu
     if proc.returncode != 0:
         sys.exit(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     made = len(list((directory / "done").glob("*.txt")))
     if made != int(args[args.index("--config") + 1].split("=")[1]):
         sys.exit(f"snakemake {' '.join(args)} made {made} outputs")
-    return elapsed
+    return elapsed, cpu
 
 
 def main() -> None:
@@ -67,6 +79,7 @@ def main() -> None:
                   "--seconds-between-status-checks", str(options.status_interval), *config]
     local_args = ["--jobs", str(options.pilots), *config]
     times: dict[str, list[float]] = {"picas": [], "local": []}
+    cpus: dict[str, list[float]] = {"picas": [], "local": []}
     tmp = Path(tempfile.mkdtemp(prefix="picas-bench-snakemake-"))
     try:
         with fresh_server() as url:
@@ -79,17 +92,22 @@ def main() -> None:
                 env.pop(name, None)
             for number in range(options.rounds):
                 log(f"round {number + 1}: picas, {options.pilots} local pilots")
-                times["picas"].append(run(tmp / f"picas-{number}", env, picas_args))
-                log(f"round {number + 1}: picas took {times['picas'][-1]:.1f} s; Snakemake's local executor")
-                times["local"].append(run(tmp / f"local-{number}", env, local_args))
-                log(f"round {number + 1}: local executor took {times['local'][-1]:.1f} s")
+                for name, args in (("picas", picas_args), ("local", local_args)):
+                    wall, cpu = run(tmp / f"{name}-{number}", env, args)
+                    times[name].append(wall)
+                    cpus[name].append(cpu)
+                    log(f"round {number + 1}: {name} took {wall:.1f} s ({cpu:.0f} s of CPU)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     picas, local = statistics.median(times["picas"]), statistics.median(times["local"])
-    print(f"{options.jobs} jobs of 'sleep 1', {os.cpu_count()} cores, median of {options.rounds} round(s):")
-    print(f"  picas, {options.pilots} local pilots:        {picas:7.1f} s   "
+    load = os.getloadavg()[1]
+    print(f"{options.jobs} jobs of 'sleep 1', {os.cpu_count()} cores (5-minute load average at the end: "
+          f"{load:.1f}), median of {options.rounds} round(s):")
+    cpu = {name: statistics.median(values) for name, values in cpus.items()}
+    print(f"  picas, {options.pilots} local pilots:        {picas:7.1f} s, {cpu['picas']:5.0f} s of CPU   "
           f"(snakemake {' '.join(picas_args)})")
-    print(f"  Snakemake local executor, -j {options.pilots}:  {local:7.1f} s   (snakemake {' '.join(local_args)})")
+    print(f"  Snakemake local executor, -j {options.pilots}:  {local:7.1f} s, {cpu['local']:5.0f} s of CPU   "
+          f"(snakemake {' '.join(local_args)})")
     print(f"  picas / local: {picas / local:.1f}x")
 
 

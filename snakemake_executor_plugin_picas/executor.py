@@ -295,10 +295,11 @@ class Executor(RemoteExecutor):
         self._stopped = True
         if self.pilots is not None:
             self.pilots.stop()
-        if self.remote is not None:
-            self.remote.close()
-        self.status_store.client.close()
-        self.client.close()
+        # A run that failed to start has no connection or storage to close.
+        for closable in (getattr(self, "remote", None), getattr(getattr(self, "status_store", None), "client", None),
+                         getattr(self, "client", None)):
+            if closable is not None:
+                closable.close()
 
 
 # ---------------------------------------------------------------------- helpers

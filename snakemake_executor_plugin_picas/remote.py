@@ -65,12 +65,16 @@ def _literal(text: str) -> str:
 class RemoteFiles:
     """Maps workflow paths to storage URLs below ``prefix`` and moves files between the two."""
 
-    def __init__(self, prefix: str, workdir: Path, transfer: Transfer | None = None) -> None:
+    def __init__(self, prefix: str, workdir: Path, transfer: Transfer | None = None,
+                 fetcher: Transfer | None = None) -> None:
         prefix = prefix.rstrip("/") + "/"
         check_url(prefix + "x", "--picas-storage-prefix")
         self.prefix = prefix
         self.workdir = Path(workdir)
+        #: Uploads happen where Snakemake submits jobs, downloads in its status thread: each gets its own
+        #: transfer (backends such as a gfal2 context are not to be shared between threads).
         self.transfer = transfer or Transfer()
+        self.fetcher = fetcher or Transfer()
         #: Files known to be on the storage with the bytes they have here: path -> (size, mtime_ns).
         self._synced: dict[str, tuple[int, int]] = {}
         self._checksums: dict[str, str] = {}
@@ -157,12 +161,12 @@ class RemoteFiles:
             self._fetch(self.relative(path, "the output"))
         for path in spec.extra_outputs:
             rel = self.relative(path, "the log")
-            if self.transfer.stat(self.url(rel)) is not None:
+            if self.fetcher.stat(self.url(rel)) is not None:
                 self._fetch(rel)
 
     def _fetch(self, rel: str) -> None:
         local = self.workdir / rel
-        result = self.transfer.fetch(self.url(rel), local, algorithms=(DEFAULT_ALGORITHM,))
+        result = self.fetcher.fetch(self.url(rel), local, algorithms=(DEFAULT_ALGORITHM,))
         self._remember(rel, local, result.checksum())
 
     def _remember(self, rel: str, local: Path, checksum: str) -> None:
@@ -172,6 +176,7 @@ class RemoteFiles:
 
     def close(self) -> None:
         self.transfer.close()
+        self.fetcher.close()
 
 
 def _unique(entries: list[dict], key: str) -> list[dict]:
