@@ -7,7 +7,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_flake8_is_clean():
-    targets = [str(ROOT / name) for name in ("picas", "tests", "benchmarks", "examples", "grid-sandbox")
-               if (ROOT / name).exists()]
+    names = ("picas", "snakemake_executor_plugin_picas", "tests", "benchmarks", "examples", "grid-sandbox")
+    targets = [str(ROOT / name) for name in names if (ROOT / name).exists()]
     proc = subprocess.run([sys.executable, "-m", "flake8", *targets], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
