@@ -36,7 +36,12 @@ _LAZY = frozenset(__all__)
 def __getattr__(name: str) -> Any:
     # Loaded on first use (PEP 562): Snakemake's registry asks for these names right after the import.
     if name in _LAZY:
-        from snakemake_executor_plugin_picas import executor
-
+        try:
+            from snakemake_executor_plugin_picas import executor
+        except ImportError as exc:
+            if not exc.name or not exc.name.startswith("snakemake"):
+                raise
+            raise ImportError(f"the picas executor plugin needs Snakemake 8 or later (Python 3.11 or later): "
+                              f"pip install 'picas[snakemake]' ({exc})", name=exc.name) from exc
         return getattr(executor, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
