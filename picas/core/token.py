@@ -144,10 +144,31 @@ def _event(doc: dict, event: str, who: PilotIdentity | None, now: float, **extra
     return doc
 
 
+_IMMUTABLE = (str, int, float, bool, type(None))
+
+
+def _copy_json(value: object) -> object:
+    """A deep copy of JSON-shaped data (dicts, lists, scalars); anything else goes through copy.deepcopy.
+
+    Token bodies come from JSON, so their containers are dicts and lists and
+    their leaves immutable; ``copy.deepcopy`` spends most of its time on
+    bookkeeping for shared and cyclic references that JSON cannot have, and
+    it was the largest cost of a state change (two per token).
+    """
+    kind = type(value)
+    if kind is dict:
+        return {key: _copy_json(item) for key, item in value.items()}  # type: ignore[union-attr]
+    if kind is list:
+        return [_copy_json(item) for item in value]  # type: ignore[union-attr]
+    if kind in _IMMUTABLE:
+        return value
+    return copy.deepcopy(value)
+
+
 def copy_body(doc: dict) -> dict:
     """A copy to change: deep, except the attachments, which may hold large inline data no change touches."""
+    body = {key: _copy_json(value) for key, value in doc.items() if key != "_attachments"}
     attachments = doc.get("_attachments")
-    body = copy.deepcopy({k: v for k, v in doc.items() if k != "_attachments"})
     if attachments is not None:
         body["_attachments"] = dict(attachments)
     return body

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import selectors
 import shutil
 import subprocess
 import threading
@@ -59,51 +60,138 @@ class ExecResult:
 
 
 class CappedLog:
-    """Drains one pipe into a file, keeping the head and the tail within ``cap`` bytes."""
+    """One pipe's output written to a file, keeping the head and the tail within ``cap`` bytes.
 
-    def __init__(self, stream, path: Path, cap: int) -> None:
-        self.stream = stream
+    It is fed by the executor's own loop (:meth:`feed`, :meth:`close`), which
+    reads both pipes of a payload in one thread: starting two reader threads
+    per token cost a pilot of short tokens more CPU than the rest of its work
+    on the payload together.  The file is opened at the first byte, so a
+    stream that stays silent (most stderr) costs no file at all.
+    """
+
+    def __init__(self, path: Path, cap: int) -> None:
         self.path = path
         self.head_cap = cap // 2
         self.tail_cap = cap - self.head_cap
         self.total = 0
-        self.thread = threading.Thread(target=self._drain, daemon=True)
-        self.thread.start()
+        self._written = 0
+        self._out = None
+        self._tail: deque[bytes] = deque()
+        self._tail_size = 0
 
-    def _drain(self) -> None:
-        written = 0
-        tail: deque[bytes] = deque()
-        tail_size = 0
-        with open(self.path, "wb") as out:
-            while True:
-                chunk = self.stream.read1(65536) if hasattr(self.stream, "read1") else self.stream.read(65536)
-                if not chunk:
-                    break
-                self.total += len(chunk)
-                if written < self.head_cap:
-                    part = chunk[:self.head_cap - written]
-                    out.write(part)
-                    written += len(part)
-                    chunk = chunk[len(part):]
-                if chunk:
-                    tail.append(chunk)
-                    tail_size += len(chunk)
-                    while tail and tail_size - len(tail[0]) >= self.tail_cap:
-                        tail_size -= len(tail.popleft())
-            kept_tail = b"".join(tail)[-self.tail_cap:] if tail else b""
-            cut = self.total - written - len(kept_tail)
+    def feed(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        if self._written < self.head_cap:
+            part = chunk[:self.head_cap - self._written]
+            if self._out is None:
+                self._out = open(self.path, "wb")
+            self._out.write(part)
+            self._written += len(part)
+            chunk = chunk[len(part):]
+        if chunk:
+            self._tail.append(chunk)
+            self._tail_size += len(chunk)
+            while self._tail and self._tail_size - len(self._tail[0]) >= self.tail_cap:
+                self._tail_size -= len(self._tail.popleft())
+
+    def close(self) -> None:
+        """Write the kept tail, with a line saying how much was cut before it; the file exists afterwards."""
+        kept_tail = b"".join(self._tail)[-self.tail_cap:] if self._tail else b""
+        cut = self.total - self._written - len(kept_tail)
+        if self._out is None:
+            if not kept_tail and cut <= 0:
+                return  # nothing came: no file (the pilot reads a missing log as empty)
+            self._out = open(self.path, "wb")
+        with self._out as out:
             if cut > 0:
-                out.write(f"\n[picas: {cut} bytes of output cut here; the log keeps the first {written} "
+                out.write(f"\n[picas: {cut} bytes of output cut here; the log keeps the first {self._written} "
                           f"and the last {len(kept_tail)} bytes]\n".encode())
             out.write(kept_tail)
-        self.stream.close()
+        self._tail.clear()
 
     @property
     def truncated_bytes(self) -> int:
         return max(0, self.total - self.head_cap - self.tail_cap)
 
-    def join(self, timeout: float | None = None) -> None:
-        self.thread.join(timeout)
+
+#: How often a payload's run looks at its timeout and stop requests while the payload is silent.
+_TICK = 0.1
+#: How long output may still come after the payload and its group ended (a process outside the group
+#: holding the pipes open, a daemon that left the session): then the logs are closed without it.
+_DRAIN_AFTER_EXIT = 30.0
+
+
+class _Pipes:
+    """A payload's stdout and stderr, read in the calling thread through one selector.
+
+    Both pipes must be read while the payload runs (one that fills up stops
+    the payload), and both must be read to their end.  One selector does it
+    without threads, and it wakes the moment the payload exits, because its
+    pipes close then: no polling for the exit.
+    """
+
+    def __init__(self, proc: subprocess.Popen, out: CappedLog, err: CappedLog) -> None:
+        self.proc = proc
+        self.selector = selectors.DefaultSelector()
+        for stream, log in ((proc.stdout, out), (proc.stderr, err)):
+            self.selector.register(stream.fileno(), selectors.EVENT_READ, log)
+        self.open = 2
+        self._lock = threading.Lock()
+
+    def pump(self, timeout: float) -> None:
+        """Read whatever arrives within ``timeout`` seconds (returns early when something came)."""
+        with self._lock:
+            for key, _ in self.selector.select(timeout):
+                chunk = os.read(key.fd, _CHUNK)
+                if chunk:
+                    key.data.feed(chunk)
+                else:
+                    self.selector.unregister(key.fd)
+                    self.open -= 1
+
+    def until_closed(self, deadline: float) -> None:
+        while self.open and time.monotonic() < deadline:
+            self.pump(min(_TICK * 10, max(0.0, deadline - time.monotonic())))
+
+    def while_stopping(self, proc: subprocess.Popen, grace: float, hurry: Callable[[], bool] | None) -> None:
+        """Stop the payload's group (TERM, grace, KILL) while a helper thread keeps reading its output.
+
+        What a payload prints while it shuts down is kept, and a payload that
+        fills a pipe while shutting down is not blocked until the KILL.
+        """
+        reader = threading.Thread(target=self.until_closed, args=(time.monotonic() + grace + _DRAIN_AFTER_EXIT,),
+                                  daemon=True)
+        reader.start()
+        procgroup.terminate(proc, grace=grace, hurry=hurry)
+        reader.join()
+
+    def close(self) -> None:
+        self.selector.close()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+_CHUNK = 65536
+
+
+def _fresh_dir(path: Path) -> None:
+    """An empty directory at ``path``: one mkdir when it is not there yet (the usual case)."""
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        shutil.rmtree(path, ignore_errors=True)
+        os.makedirs(path, exist_ok=True)
+    except FileNotFoundError:
+        os.makedirs(path)
+
+
+def _remove_dir(path: Path) -> None:
+    """Remove a working directory: one rmdir when the payload left it empty (the usual case)."""
+    try:
+        os.rmdir(path)
+    except OSError:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def command_for(input_: object) -> list[str]:
@@ -137,6 +225,47 @@ class BashExecutor:
         self.grace = grace
         self.keep_workdirs = keep_workdirs
         self.env = dict(env or {})
+        self._env_bytes: dict[bytes, bytes] | None = None
+        self._shells: dict[str | None, str] = {}
+
+    def _environment(self, token_id: str, workdir: Path) -> dict:
+        """The payload's environment: the pilot's, the executor's additions, the token's id and directory.
+
+        Built as bytes (``os.environb``), read afresh for every token: handing
+        subprocess a str environment makes it encode every variable again,
+        which cost a pilot of short tokens more than starting bash itself.
+        """
+        if not os.supports_bytes_environ:
+            env = {**os.environ, **self.env, "PICAS_TOKEN_ID": token_id, "PICAS_WORKDIR": str(workdir)}
+            env.pop("PICAS_PASSWORD", None)
+            return env
+        env = dict(os.environb)
+        if self._env_bytes is None:
+            self._env_bytes = {os.fsencode(k): os.fsencode(v) for k, v in self.env.items()}
+        env.update(self._env_bytes)
+        env[b"PICAS_TOKEN_ID"] = os.fsencode(token_id)
+        env[b"PICAS_WORKDIR"] = os.fsencode(str(workdir))
+        env.pop(b"PICAS_PASSWORD", None)  # the pilot's password is not the payload's: it would end up in its logs
+        return env
+
+    def _bash(self, argv: list[str], env: dict) -> str | None:
+        """Where ``bash`` is on the payload's PATH, looked up once per PATH (None: let subprocess search).
+
+        Only bash, the shell of every string input, is remembered: a list
+        input names a program that an earlier token may have just installed.
+        """
+        if argv[0] != "bash":
+            return None
+        path = env.get(b"PATH", env.get("PATH"))
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        found = self._shells.get(path)
+        if found is None:
+            found = shutil.which("bash", path=path)
+            if found is None or not os.path.isabs(found):
+                return None  # not found (subprocess says so), or found relative to a directory that moves
+            self._shells[path] = found
+        return found
 
     def workdir_for(self, token_id: str) -> Path:
         return self.workdir_root / safe_name(token_id)
@@ -175,9 +304,7 @@ class BashExecutor:
         try:
             logs.mkdir(parents=True, exist_ok=True)
             if not workdir_ready:
-                if workdir.exists():
-                    shutil.rmtree(workdir, ignore_errors=True)
-                workdir.mkdir(parents=True)
+                _fresh_dir(workdir)
         except OSError as exc:
             return failed(f"cannot create the working directory {workdir}: {exc.strerror or exc}")
         try:
@@ -185,11 +312,11 @@ class BashExecutor:
         except InvalidInput as exc:
             return failed(str(exc))
 
-        env = {**os.environ, **self.env, "PICAS_TOKEN_ID": token_id, "PICAS_WORKDIR": str(workdir)}
-        env.pop("PICAS_PASSWORD", None)  # the pilot's password is not the payload's: it would end up in its logs
+        env = self._environment(token_id, workdir)
         try:
-            proc = subprocess.Popen(argv, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, start_new_session=True)
+            proc = subprocess.Popen(argv, executable=self._bash(argv, env), cwd=workdir, env=env,
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    start_new_session=True)
         except FileNotFoundError:
             return failed(f"command not found: {argv[0]}", code=127)
         except PermissionError:
@@ -197,36 +324,47 @@ class BashExecutor:
         except OSError as exc:
             return failed(f"cannot start {argv[0]}: {exc.strerror or exc}", code=126)
 
-        out = CappedLog(proc.stdout, stdout_path, self.log_cap)
-        err = CappedLog(proc.stderr, stderr_path, self.log_cap)
+        out = CappedLog(stdout_path, self.log_cap)
+        err = CappedLog(stderr_path, self.log_cap)
+        pipes = _Pipes(proc, out, err)
         deadline = None if not timeout else time.monotonic() + timeout
         timed_out = interrupted = False
-        while True:
-            try:
-                proc.wait(timeout=0.1)
-                if proc.returncode < 0 or proc.returncode > 128:
-                    # scancel and a walltime signal every process of a job at once: the payload may
-                    # die of that signal a moment before the pilot's own handler runs.  A payload
-                    # killed while the pilot is told to stop was interrupted, not failed.
-                    settle = time.monotonic() + 1.0
-                    while not should_stop() and time.monotonic() < settle:
-                        time.sleep(0.02)
-                    interrupted = should_stop()
-                break
-            except subprocess.TimeoutExpired:
-                pass
-            if deadline is not None and time.monotonic() >= deadline:
-                timed_out = True
-            elif should_stop():
-                interrupted = True
-            if timed_out or interrupted:
-                procgroup.terminate(proc, grace=self.grace, hurry=should_force)
-                break
-        # Stragglers that outlived the payload's main process would hold the pipes open.
-        if procgroup.group_alive(proc.pid):
-            procgroup.terminate(proc, grace=min(self.grace, 2.0))
-        out.join(timeout=30)
-        err.join(timeout=30)
+        try:
+            while True:
+                # Wakes at once when output comes or the payload ends (its pipes close), else every tick.
+                wait = _TICK if deadline is None else max(0.0, min(_TICK, deadline - time.monotonic()))
+                if pipes.open:
+                    pipes.pump(wait)
+                else:  # the payload closed both pipes but may still run
+                    try:
+                        proc.wait(timeout=wait)
+                    except subprocess.TimeoutExpired:
+                        pass
+                if proc.poll() is not None:
+                    if proc.returncode < 0 or proc.returncode > 128:
+                        # scancel and a walltime signal every process of a job at once: the payload may
+                        # die of that signal a moment before the pilot's own handler runs.  A payload
+                        # killed while the pilot is told to stop was interrupted, not failed.
+                        settle = time.monotonic() + 1.0
+                        while not should_stop() and time.monotonic() < settle:
+                            time.sleep(0.02)
+                        interrupted = should_stop()
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    timed_out = True
+                elif should_stop():
+                    interrupted = True
+                if timed_out or interrupted:
+                    pipes.while_stopping(proc, self.grace, should_force)
+                    break
+            # Stragglers that outlived the payload's main process would hold the pipes open.
+            if procgroup.group_alive(proc.pid):
+                pipes.while_stopping(proc, min(self.grace, 2.0), None)
+            pipes.until_closed(time.monotonic() + _DRAIN_AFTER_EXIT)
+        finally:
+            pipes.close()
+            out.close()
+            err.close()
         finished = time.time()
         code = proc.returncode
         error = None
@@ -235,7 +373,7 @@ class BashExecutor:
         truncated = {name: log.truncated_bytes for name, log in (("stdout", out), ("stderr", err))
                      if log.truncated_bytes}
         if not self.keep_workdirs and not workdir_ready:
-            shutil.rmtree(workdir, ignore_errors=True)
+            _remove_dir(workdir)
         return ExecResult(exit_code=code if code is not None else -1, started=started, finished=finished,
                           stdout=stdout_path, stderr=stderr_path, timed_out=timed_out, interrupted=interrupted,
                           truncated=truncated, error=error)

@@ -95,3 +95,20 @@ def test_identity_records_slurm_array_ids():
     assert locked["slurm_job_id"] == "100_1" and locked["slurm_array_task_id"] == "1"
     released = tok.reset(locked, who, 2, "x", count_scrub=False)
     assert "slurm_job_id" not in released
+
+
+def test_state_changes_never_share_mutable_parts_with_the_body_they_started_from():
+    who = tok.PilotIdentity("p1", hostname="h")
+    original = tok.new_token("echo", "t1", output={"files": ["a"]}, params={"grid": [[1, 2], [3, 4]]},
+                             extra=("kept", ["as", "given"]), _attachments={"log": {"data": "aGk="}})
+    original["history"] = [{"event": "locked", "time": 1}]
+    claimed = tok.claim(original, who, 100.0, 60)
+    claimed["output"]["files"].append("b")
+    claimed["params"]["grid"][0][0] = 9
+    claimed["history"][0]["time"] = 2
+    claimed["extra"][1].append("changed")
+    assert original["output"] == {"files": ["a"]} and original["params"]["grid"] == [[1, 2], [3, 4]]
+    assert original["history"] == [{"event": "locked", "time": 1}]
+    assert original["extra"] == ("kept", ["as", "given"]), "values JSON does not have are copied deeply too"
+    assert claimed["_attachments"] == original["_attachments"]
+    assert claimed["_attachments"] is not original["_attachments"], "the attachment map is the copy's own"

@@ -9,6 +9,7 @@ import time
 from picas.core import token as tok
 from picas.core.client import CouchClient
 from picas.defaults import DESIGN
+from picas.errors import Conflict
 from picas.pilot.loop import Pilot, PilotConfig
 from tests.helpers import client_for, overview, push
 
@@ -177,9 +178,15 @@ def test_lease_renewal_that_finds_the_token_taken_stops_the_payload(couch_server
             time.sleep(0.05)
             doc = client.get(token_id)
         time.sleep(0.5)                      # a few renewals happen first
-        doc = client.get(token_id)
-        scrubbed = tok.reset(doc, None, time.time(), "scrubbed by an operator")
-        client.save({**tok.claim(scrubbed, tok.PilotIdentity("new-owner"), time.time(), 600), "note": "new owner"})
+        for _ in range(50):  # a renewal landing between our read and our write is a 409: read again
+            doc = client.get(token_id)
+            scrubbed = tok.reset(doc, None, time.time(), "scrubbed by an operator")
+            try:
+                client.save({**tok.claim(scrubbed, tok.PilotIdentity("new-owner"), time.time(), 600),
+                             "note": "new owner"})
+                return
+            except Conflict:
+                continue
 
     thief = threading.Thread(target=steal)
     thief.start()
