@@ -14,7 +14,11 @@ out of date) can never win an attempt twice.
 
 A lock that is not proof (answered 202, or whose answer was lost) is deleted
 again at once by the pilot that wrote it, so that it blocks nobody; deleting
-its own revision cannot touch another pilot's.
+its own revision cannot touch another pilot's.  A creator answered 409 may
+still have stored its revision on the one copy it reached first; that leaf
+may even be the one a plain read of the lock shows.  Nothing decides from the
+lock's body alone: skipping a burned attempt reads the token from every copy
+first, so such a leaf costs at most a wasted look.
 
 If the winner of a lock dies before it wrote its claim, the token stays todo
 with the old attempt count, and its next lock exists: the attempt is *burned*.

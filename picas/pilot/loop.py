@@ -283,15 +283,9 @@ class Pilot:
 
     def _log_attachments(self, doc: dict, result: ExecResult) -> dict:
         name = safe_name(doc["_id"])
-        attachments = {}
-        for suffix, path in (("out", result.stdout), ("err", result.stderr)):
-            try:
-                data = path.read_bytes()
-            except OSError:
-                data = b""
-            attachments[f"logs_{name}.{suffix}"] = {"content_type": "text/plain",
-                                                    "data": base64.b64encode(data).decode()}
-        return attachments
+        return {f"logs_{name}.{suffix}": {"content_type": "text/plain",
+                                          "data": base64.b64encode(result.log(stream)).decode()}
+                for suffix, stream in (("out", "stdout"), ("err", "stderr"))}
 
     # ------------------------------------------------------------------ giving tokens back
     def _give_back(self, token_id: str, reason: str) -> None:

@@ -33,6 +33,8 @@ from picas import defaults
 from picas.errors import InvalidInput
 from picas.support import procgroup
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+#: How much of a log's head stays in memory before it goes to a file (see :class:`CappedLog`).
+LOG_MEMORY = 1024 * 1024
 
 
 @dataclass
@@ -53,28 +55,47 @@ class ExecResult:
     events: list = field(default_factory=list)
     token_fields: dict = field(default_factory=dict)
     attachments: dict = field(default_factory=dict)
+    #: The logs' bytes when they stayed in memory (most logs are small); None: they are in ``stdout``/``stderr``.
+    stdout_data: bytes | None = None
+    stderr_data: bytes | None = None
 
     @property
     def duration(self) -> float:
         return self.finished - self.started
 
+    def log(self, stream: str) -> bytes:
+        """The bytes of ``"stdout"`` or ``"stderr"``, from memory or from the file; a missing file is empty."""
+        data = self.stdout_data if stream == "stdout" else self.stderr_data
+        if data is not None:
+            return data
+        try:
+            return (self.stdout if stream == "stdout" else self.stderr).read_bytes()
+        except OSError:
+            return b""
+
 
 class CappedLog:
-    """One pipe's output written to a file, keeping the head and the tail within ``cap`` bytes.
+    """One pipe's output, keeping the head and the tail within ``cap`` bytes, in memory while it is small.
 
     It is fed by the executor's own loop (:meth:`feed`, :meth:`close`), which
     reads both pipes of a payload in one thread: starting two reader threads
     per token cost a pilot of short tokens more CPU than the rest of its work
-    on the payload together.  The file is opened at the first byte, so a
-    stream that stays silent (most stderr) costs no file at all.
+    on the payload together.  The head stays in memory up to ``memory``
+    bytes and goes to ``path`` beyond that; most logs are a few lines, and
+    writing, reading back and deleting a file for each cost as much again on
+    a journalling file system.  After :meth:`close`, ``data`` holds the log
+    when it never left memory (None when it is in the file).
     """
 
-    def __init__(self, path: Path, cap: int) -> None:
+    def __init__(self, path: Path, cap: int, memory: int = LOG_MEMORY) -> None:
         self.path = path
         self.head_cap = cap // 2
         self.tail_cap = cap - self.head_cap
+        self.memory = memory
         self.total = 0
+        self.data: bytes | None = None
         self._written = 0
+        self._head = bytearray()
         self._out = None
         self._tail: deque[bytes] = deque()
         self._tail_size = 0
@@ -83,9 +104,12 @@ class CappedLog:
         self.total += len(chunk)
         if self._written < self.head_cap:
             part = chunk[:self.head_cap - self._written]
+            if self._out is None and len(self._head) + len(part) > self.memory:
+                self._spill()
             if self._out is None:
-                self._out = open(self.path, "wb")
-            self._out.write(part)
+                self._head += part
+            else:
+                self._out.write(part)
             self._written += len(part)
             chunk = chunk[len(part):]
         if chunk:
@@ -94,20 +118,26 @@ class CappedLog:
             while self._tail and self._tail_size - len(self._tail[0]) >= self.tail_cap:
                 self._tail_size -= len(self._tail.popleft())
 
+    def _spill(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._out = open(self.path, "wb")
+        self._out.write(self._head)
+        self._head = bytearray()
+
     def close(self) -> None:
-        """Write the kept tail, with a line saying how much was cut before it; the file exists afterwards."""
+        """Add the kept tail, after a line saying how much was cut before it (if anything was)."""
         kept_tail = b"".join(self._tail)[-self.tail_cap:] if self._tail else b""
         cut = self.total - self._written - len(kept_tail)
-        if self._out is None:
-            if not kept_tail and cut <= 0:
-                return  # nothing came: no file (the pilot reads a missing log as empty)
-            self._out = open(self.path, "wb")
-        with self._out as out:
-            if cut > 0:
-                out.write(f"\n[picas: {cut} bytes of output cut here; the log keeps the first {self._written} "
-                          f"and the last {len(kept_tail)} bytes]\n".encode())
-            out.write(kept_tail)
+        note = (f"\n[picas: {cut} bytes of output cut here; the log keeps the first {self._written} "
+                f"and the last {len(kept_tail)} bytes]\n".encode()) if cut > 0 else b""
         self._tail.clear()
+        if self._out is None:
+            self.data = bytes(self._head) + note + kept_tail
+            self._head = bytearray()
+            return
+        with self._out as out:
+            out.write(note)
+            out.write(kept_tail)
 
     @property
     def truncated_bytes(self) -> int:
@@ -292,17 +322,11 @@ class BashExecutor:
         stderr_path = logs / f"{safe_name(token_id)}.err"
 
         def failed(message: str, code: int = -1) -> ExecResult:
-            for path in (stdout_path, stderr_path):
-                if path.parent.is_dir() and not path.exists():
-                    path.write_bytes(b"")
-            if stderr_path.parent.is_dir():
-                with open(stderr_path, "ab") as err:
-                    err.write(f"picas: {message}\n".encode())
             return ExecResult(exit_code=code, started=started, finished=time.time(), stdout=stdout_path,
-                              stderr=stderr_path, error=message)
+                              stderr=stderr_path, error=message, stdout_data=b"",
+                              stderr_data=f"picas: {message}\n".encode())
 
         try:
-            logs.mkdir(parents=True, exist_ok=True)
             if not workdir_ready:
                 _fresh_dir(workdir)
         except OSError as exc:
@@ -376,10 +400,13 @@ class BashExecutor:
             _remove_dir(workdir)
         return ExecResult(exit_code=code if code is not None else -1, started=started, finished=finished,
                           stdout=stdout_path, stderr=stderr_path, timed_out=timed_out, interrupted=interrupted,
-                          truncated=truncated, error=error)
+                          truncated=truncated, error=error, stdout_data=out.data, stderr_data=err.data)
 
     def cleanup_logs(self, result: ExecResult) -> None:
-        for path in (result.stdout, result.stderr):
+        """Remove the log files of a result whose logs were read; logs kept in memory have none."""
+        for path, data in ((result.stdout, result.stdout_data), (result.stderr, result.stderr_data)):
+            if data is not None:
+                continue
             try:
                 path.unlink()
             except OSError:

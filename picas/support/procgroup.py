@@ -79,11 +79,8 @@ def process_alive(pid: int, expect_in_cmdline: str | None = None) -> bool:
             return False
         if expect_in_cmdline is None:
             return True
-        try:
-            cmdline = (_PROC / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
-        except OSError:
-            return False
-        return expect_in_cmdline in cmdline
+        cmdline = _cmdline(pid)
+        return cmdline is not None and expect_in_cmdline in cmdline
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -91,6 +88,24 @@ def process_alive(pid: int, expect_in_cmdline: str | None = None) -> bool:
     except PermissionError:
         return True  # it exists, it is only not ours to signal
     return True
+
+
+def _cmdline(pid: int) -> str | None:
+    """A process's command line, or None when it is gone.
+
+    A process caught in the middle of exec (its name already set, its new
+    arguments not yet) reads as empty for a moment; that moment is waited out
+    (bounded), or a server just started would look like a stranger.
+    """
+    for _ in range(50):
+        try:
+            raw = (_PROC / str(pid) / "cmdline").read_bytes()
+        except OSError:
+            return None
+        if raw:
+            return raw.replace(b"\0", b" ").decode("utf-8", "replace")
+        time.sleep(0.002)
+    return ""
 
 
 def group_states(pgid: int) -> list[str] | None:

@@ -5,16 +5,8 @@ import os
 import threading
 from pathlib import Path
 
-from picas.pilot.payload import BashExecutor
+from picas.pilot.payload import LOG_MEMORY, BashExecutor
 from picas.support import procgroup
-
-
-def _read(path: Path) -> bytes:
-    """A log as the pilot attaches it: a stream that never wrote anything reads as empty."""
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return b""
 
 
 def test_both_streams_are_read_in_full_while_the_payload_writes_to_both(tmp_path):
@@ -24,7 +16,7 @@ def test_both_streams_are_read_in_full_while_the_payload_writes_to_both(tmp_path
     result = executor.run({"_id": "t1", "input": script})
     assert result.exit_code == 0 and not result.truncated
     expected = b"".join(b"%0255d\n" % i for i in range(1, 4097))
-    assert _read(result.stdout) == expected and _read(result.stderr) == expected
+    assert result.log("stdout") == expected and result.log("stderr") == expected
 
 
 def test_a_background_child_holding_the_pipes_is_stopped_after_the_payload_exits(tmp_path):
@@ -32,7 +24,7 @@ def test_a_background_child_holding_the_pipes_is_stopped_after_the_payload_exits
     pids = tmp_path / "pids"
     result = executor.run({"_id": "t1", "input": f"sleep 300 & echo $! > {pids}; echo main done; exit 3"})
     assert result.exit_code == 3 and not result.interrupted and not result.timed_out
-    assert _read(result.stdout) == b"main done\n"
+    assert result.log("stdout") == b"main done\n"
     straggler = int(pids.read_text())
     assert not procgroup.process_alive(straggler), "the sleep left behind was ended with its group"
 
@@ -47,7 +39,7 @@ def test_output_written_while_stopping_is_kept(tmp_path):
     watcher = threading.Thread(target=lambda: (_wait_for_file(ready), stop.set()), daemon=True)
     watcher.start()
     result = executor.run({"_id": "t1", "input": script}, should_stop=stop.is_set)
-    out = _read(result.stdout)
+    out = result.log("stdout")
     assert result.interrupted
     assert out.endswith(b"cleaned up\n") and out.count(b"y") == 262144, "the payload ended by itself, not by KILL"
 
@@ -64,13 +56,13 @@ def test_environment_carries_the_token_and_not_the_password(tmp_path, monkeypatc
     executor = BashExecutor(tmp_path / "pilot", env={"PICAS_DATABASE": "pool"})
     script = 'echo "$0|$PICAS_TOKEN_ID|$PICAS_DATABASE|${PICAS_PASSWORD-unset}|$PICAS_TEST_VISIBLE|$PWD"'
     result = executor.run({"_id": "tok/1", "input": script})
-    fields = _read(result.stdout).decode().strip().split("|")
+    fields = result.log("stdout").decode().strip().split("|")
     assert fields[:5] == ["bash", "tok/1", "pool", "unset", "seen"]
     assert fields[5] == str(executor.workdir_for("tok/1"))
     # The environment is read again for every token: a change made meanwhile reaches the next payload.
     monkeypatch.setenv("PICAS_TEST_VISIBLE", "changed")
     result = executor.run({"_id": "t2", "input": "echo $PICAS_TEST_VISIBLE"})
-    assert _read(result.stdout) == b"changed\n"
+    assert result.log("stdout") == b"changed\n"
 
 
 def test_bash_is_looked_up_on_the_payloads_path(tmp_path, monkeypatch):
@@ -87,6 +79,17 @@ def test_working_directories_are_fresh_and_removed(tmp_path):
     workdir.mkdir(parents=True)
     (workdir / "left-over").write_text("from an earlier run")
     result = executor.run({"_id": "t1", "input": "ls -A; touch made-here"})
-    assert result.exit_code == 0 and _read(result.stdout) == b""
+    assert result.exit_code == 0 and result.log("stdout") == b""
     assert not workdir.exists(), "the directory goes, files the payload made included"
-    assert sorted(os.listdir(executor.workdir_root)) == [".logs"]
+    assert os.listdir(executor.workdir_root) == [], "small logs never touch the disk"
+
+
+def test_a_log_larger_than_what_is_kept_in_memory_goes_to_a_file_and_is_read_whole(tmp_path):
+    executor = BashExecutor(tmp_path / "pilot")
+    size = 3 * LOG_MEMORY
+    result = executor.run({"_id": "t1", "input": f"head -c {size} /dev/zero | tr '\\0' z; echo small >&2"})
+    assert result.stdout_data is None and result.stdout.exists(), "the big log went to its file"
+    assert result.stderr_data == b"small\n" and not result.stderr.exists(), "the small one stayed in memory"
+    assert result.log("stdout") == b"z" * size and result.log("stderr") == b"small\n"
+    executor.cleanup_logs(result)
+    assert not result.stdout.exists()
