@@ -25,7 +25,7 @@ from picas.core.states import SaveOutcome
 from picas.modifiers import BasicTokenModifier
 from picas.pilot.results import save_result
 from picas.pool.scrub import scrub_expired
-from tests.core.test_cluster import conflicted, spread_env
+from tests.core.test_cluster import no_conflicts_left, spread_env
 from tests.helpers import client_for, overview, push, side_effect_counts, start_pilot, wait_for
 
 
@@ -67,7 +67,7 @@ def test_a_killed_pilots_token_is_scrubbed_after_its_lease_and_runs_once_more(an
     assert side_effect_counts(finished) == {token_id: 1}
     doc = current(client, token_id)
     assert tok.state(doc) == "done" and doc["scrub_count"] == 1 and doc["attempts"] == 2
-    assert conflicted(client) == []
+    no_conflicts_left(client)
 
 
 def test_a_result_wins_over_a_renewal_and_loses_to_a_new_owner(any_server, any_db):
@@ -90,7 +90,7 @@ def test_a_result_wins_over_a_renewal_and_loses_to_a_new_owner(any_server, any_d
     stored = current(client, second)
     assert stored["pilot"] == "other" and tok.state(stored) == "locked"
     assert stored["history"][-1]["event"] == "result_discarded"
-    assert conflicted(client) == []
+    no_conflicts_left(client)
 
 
 def test_push_status_reset_and_scrub_from_the_command_line(any_server, any_db, tmp_path):
@@ -118,7 +118,7 @@ def test_push_status_reset_and_scrub_from_the_command_line(any_server, any_db, t
     assert sum(changed) == 5
     wait_for(lambda: overview(client) == {"todo": 12}, timeout=30, what="all twelve todo again")
     assert "reset 0 tokens" in _cli(any_server, any_db, "scrub")
-    assert conflicted(client) == []
+    no_conflicts_left(client)
 
 
 class _Appender(RunActor):
@@ -153,4 +153,4 @@ def test_the_classic_api_and_pilots_share_a_pool_and_run_each_token_once(any_ser
     assert set(counts) == set(ids) and max(counts.values()) == 1
     assert actor.tasks_processed > 0, "the classic actor took its share"
     wait_for(lambda: overview(client) == {"done": 60}, timeout=30, what="all sixty done")
-    assert conflicted(client) == []
+    no_conflicts_left(client)
