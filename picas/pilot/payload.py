@@ -269,7 +269,9 @@ class BashExecutor:
             env = {**os.environ, **self.env, "PICAS_TOKEN_ID": token_id, "PICAS_WORKDIR": str(workdir)}
             env.pop("PICAS_PASSWORD", None)
             return env
-        env = dict(os.environb)
+        # os.environb's own dict of bytes (shared with os.environ, so always current): copying the mapping
+        # through its public interface checks and converts every key and value again, once per token.
+        env = dict(getattr(os.environb, "_data", None) or os.environb)
         if self._env_bytes is None:
             self._env_bytes = {os.fsencode(k): os.fsencode(v) for k, v in self.env.items()}
         env.update(self._env_bytes)
