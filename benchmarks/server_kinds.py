@@ -193,6 +193,8 @@ def run_once(server, kind: str, tokens: int, pilots: int, workdir: Path) -> dict
     env = child_env()
     env.update(PICAS_DATABASE=db, PICAS_USERNAME=user, PICAS_PASSWORD=password)
     procs = []
+    server_cpu = server.cpu_seconds()
+    load = os.getloadavg()[0]
     started = time.monotonic()
     for i in range(pilots):
         urls = server.urls[i % len(server.urls):] + server.urls[:i % len(server.urls)]
@@ -209,6 +211,8 @@ def run_once(server, kind: str, tokens: int, pilots: int, workdir: Path) -> dict
         if proc.returncode != 0:
             errors.append(err.strip().splitlines()[-1] if err.strip() else f"exit {proc.returncode}")
     wall = time.monotonic() - started
+    if server_cpu is not None:
+        server_cpu = server.cpu_seconds() - server_cpu
     executed = collections.Counter()
     if sink.exists():
         executed.update(line for line in sink.read_text().split() if line)
@@ -218,6 +222,10 @@ def run_once(server, kind: str, tokens: int, pilots: int, workdir: Path) -> dict
         "tokens_per_s": round(done / wall, 1) if wall else None,
         "duplicates": sum(c - 1 for c in executed.values() if c > 1),
         "missing": len(set(ids) - set(executed)),
+        # CPU the server processes spent in the run, per token: unlike tokens/s, it does not depend on how busy
+        # the machine is (2 shared cores here); the load average at the start says how busy it was.
+        "server_cpu_ms_per_token": round(server_cpu / done * 1000, 2) if server_cpu is not None and done else None,
+        "load_at_start": round(load, 1),
         "conflicted_docs": conflicted(client), "overview": {r.key: r.value for r in client.view(
             "Monitor", "overview_total", group=True).rows},
         "failed_pilots": len(errors), "errors": errors[:3],
@@ -243,10 +251,11 @@ def main() -> int:
                 emit(row)
                 rows.append(row)
     print(f"{'kind':8} {'tokens':>6} {'pilots':>6} {'wall s':>7} {'tok/s':>6} {'twice':>5} {'never':>5} "
-          f"{'conflicted':>10}", file=sys.stderr)
+          f"{'conflicted':>10} {'server ms/tok':>13} {'load':>5}", file=sys.stderr)
     for row in rows:
         print(f"{row['kind']:8} {row['tokens']:6} {row['pilots']:6} {row['wall_s']:7.1f} {row['tokens_per_s']:6} "
-              f"{row['duplicates']:5} {row['missing']:5} {row['conflicted_docs']:10}", file=sys.stderr)
+              f"{row['duplicates']:5} {row['missing']:5} {row['conflicted_docs']:10} "
+              f"{row['server_cpu_ms_per_token'] or '-':>13} {row['load_at_start']:5}", file=sys.stderr)
     return 0 if all(not row["failed_pilots"] for row in rows) else 1
 
 

@@ -10,8 +10,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from picas.config.paths import config_path
 from picas.errors import ConfigError
 from picas.support.files import write_private
@@ -92,6 +90,7 @@ class _ShapeChecker:
         raise ConfigError(f"{where}: {problem}")
 
     def _line_of(self, keys: tuple[Any, ...]) -> int | None:
+        import yaml  # only on an error: reading settings without a config file imports no YAML at all
         try:
             node = yaml.compose(self.text, Loader=yaml.SafeLoader)
         except yaml.YAMLError:  # pragma: no cover - safe_load accepted the same text
@@ -227,6 +226,7 @@ def write_profile(path: Path | None, profile: str, values: Mapping[str, Any]) ->
     if default_profile is not None:
         document["default_profile"] = default_profile
     document["profiles"] = profiles
+    import yaml
     body = yaml.safe_dump(document, default_flow_style=False, sort_keys=False, allow_unicode=True)
     header = "# picas connection settings, written by picas (mode 0600: it may hold a password).\n"
     write_private(target, header + body)

@@ -312,10 +312,12 @@ class Claimer:
 
     def _scanning(self) -> bool:
         if self.scan is None:
-            # On a cluster, _all_docs reads each shard from one copy, which may lag behind the sequence a
-            # lap's proof rests on (see picas.core.scanner); the view is read there, and CouchDB's indexer
-            # is fast enough that the scanner's reason to exist (pouchdb-server's) does not hold.
-            self.scan = (self.view == "todo" and not self.view_params and not self.replicas.clustered
+            # Only pouchdb-server's indexer is slow enough for the scanner to pay (see picas.core.scanner).
+            # Apache CouchDB indexes fast and serves _all_docs with bodies slowly: 16 pilots lapping a
+            # single node at the end of a pool of 1,000 spent 4 s there (benchmarks/real_pilots.py).  On a
+            # cluster, moreover, _all_docs reads each shard from one copy, which may lag behind the
+            # sequence a lap's proof rests on.
+            self.scan = (self.view == "todo" and not self.view_params and not self.replicas.couchdb
                          and scannable(self.client.get_or_none(f"_design/{self.design}")))
         return self.scan
 

@@ -42,8 +42,10 @@ On a single node the proof holds as above: ``_all_docs``, ``GET /db`` and
 reads each shard from one copy, which may lag behind the copy ``GET /db`` took
 its sequence from, so a lap could read a token's old body after the sequence
 that was meant to cover its change.  The claimer therefore never uses this
-module on a cluster; it reads the view (CouchDB indexes fast, the reason for
-scanning is pouchdb-server's slow indexer), see :mod:`picas.core.claim`.
+module on a cluster; nor on a single CouchDB node, where it would be sound but
+slow: CouchDB indexes fast (the reason for scanning is pouchdb-server's slow
+indexer) and serves ``_all_docs`` with bodies slowly, so the claimer reads the
+view there (see :mod:`picas.core.claim`).
 """
 from __future__ import annotations
 

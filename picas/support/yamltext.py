@@ -7,11 +7,12 @@ class files) goes through :func:`load_yaml`, so they all say it the same way.
 """
 from __future__ import annotations
 
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from picas.errors import PicasError
+
+if TYPE_CHECKING:  # imported where YAML is read: a pilot with no config file never pays for importing it
+    import yaml
 
 __all__ = ["load_yaml", "yaml_error_message"]
 
@@ -42,6 +43,7 @@ def load_yaml(text: str, name: object, error: type[PicasError] = PicasError) -> 
     is a :class:`~picas.errors.ConfigError`, pushed tokens are
     :class:`~picas.errors.InvalidInput`).
     """
+    import yaml
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
