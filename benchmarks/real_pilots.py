@@ -100,8 +100,8 @@ def run_processes(commands: list[list[str]], cwd: Path, env: dict) -> dict:
         codes.append(proc.returncode)
         if proc.returncode:
             errors.append(err.decode(errors="replace").strip()[-300:])
-    return {"wall": time.time() - started, "own_cpu": own, "children_cpu": children, "codes": codes,
-            "errors": errors}
+    return {"wall": time.time() - started, "started": started, "own_cpu": own, "children_cpu": children,
+            "codes": codes, "errors": errors}
 
 
 def side_effects(path: Path, tokens: int) -> dict:
@@ -134,6 +134,10 @@ def _row(impl: str, kind: str, tokens: int, pilots: int, prefetch: int, ran: dic
         "impl": impl, "server": kind, "tokens": tokens, "pilots": pilots, "prefetch": prefetch,
         "wall_s": round(wall, 2), "tokens_per_s": round(done / wall, 1) if wall else None,
         "tokens_per_s_after_startup": round((done - 1) / span, 1) if span > 0 else None,
+        # Where the rest of the wall time went: from the start to the first payload (interpreters, imports,
+        # the first claims), and from the last payload to the last pilot's exit (finding no work is left).
+        "start_s": round(seen["first"] - ran["started"], 2) if seen["first"] else None,
+        "end_s": round(ran["started"] + wall - seen["last"], 2) if seen["last"] else None,
         "executed": seen["executed"], "unique": done, "duplicates": seen["duplicates"], "missing": seen["missing"],
         "failed_pilots": sum(1 for code in ran["codes"] if code),
         "pilot_cpu_s": round(own, 2), "pilot_cpu_ms_per_token": round(own / done * 1000, 3) if done else None,
