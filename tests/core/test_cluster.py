@@ -158,8 +158,9 @@ def test_each_attempt_is_won_by_one_pilot_through_any_node(couchdb_cluster, clus
         thread.join()
     assert all(len(pilots) == 1 for pilots in won.values()), "no attempt was won twice"
     # Six creators through three nodes may split a lock's copies so that none commits: such a token is
-    # nobody's this round, and must be left as it was, todo and unclaimed, for a later round.
-    assert won, "some attempts were won"
+    # nobody's this round, and must be left as it was, todo and unclaimed, for a later round.  (When each
+    # node's own copy takes its own coordinator's write first, that holds for every token: a round may be
+    # won by nobody at all.  That costs time, never a double claim; the pool-draining tests show progress.)
     for token_id in set(ids) - set(won):
         stored = current(client, token_id)
         assert tok.is_claimable(stored) and stored.get("attempts", 0) == 0 and not stored.get("pilot")
