@@ -1,6 +1,7 @@
 """``picas run``: run pilots on this machine.
 
-One pilot runs in this process.  With ``-j N`` this process becomes a small
+One pilot runs in this process; with ``--slots N``, N pilots run in it as
+threads (:mod:`picas.pilot.slots`).  With ``-j N`` this process becomes a small
 supervisor: it starts N pilot processes, forwards stop signals to them (its
 own handlers only set a flag, like the pilots'), waits for them and adds up
 their summaries.
@@ -23,6 +24,7 @@ import click
 from picas.cli.options import connection_options, make_client
 from picas.config import Settings
 from picas.pilot.loop import Pilot, PilotReport
+from picas.pilot.report import combine
 from picas.pilot.options import PILOT_OPTIONS, click_options, pilot_config
 from picas.pilot.signals import StopFlags
 
@@ -79,6 +81,7 @@ def run(settings: Settings, summary_file: Path | None, **values: Any) -> None:
     Examples:
       picas run                              # drain the todo view, then exit
       picas run -j 4 --max-time 2h           # four pilots for at most two hours
+      picas run --slots 16                   # sixteen payloads at once from one process
       picas run --design-doc MultiCore --token-timeout 30m --retries 2
       picas run --wait --scrub-expired       # a long-lived pilot that heals the pool
     """
@@ -87,8 +90,18 @@ def run(settings: Settings, summary_file: Path | None, **values: Any) -> None:
     client = make_client(settings)
     config = pilot_config(values)
     prefix = f"[{os.environ['PICAS_PILOT_INDEX']}] " if os.environ.get("PICAS_PILOT_INDEX") else ""
-    pilot = Pilot(client, config, on_event=_printer(values["quiet"], prefix))
-    report = _report_dict(pilot.run())
+    slots = values["slots"]
+    if slots > 1:
+        from picas.pilot.slots import run_slots
+
+        def make_pilot(index: int, flags: StopFlags, siblings: Any) -> Pilot:
+            return Pilot(client, config, flags=flags, siblings=siblings, install_signals=False,
+                         on_event=_printer(values["quiet"], f"{prefix}[slot {index}] "))
+
+        report = combine([_report_dict(r) for r in run_slots(make_pilot, slots)], pilots=slots)
+    else:
+        pilot = Pilot(client, config, on_event=_printer(values["quiet"], prefix))
+        report = _report_dict(pilot.run())
     if summary_file:
         summary_file.write_text(json.dumps(report))
     else:
@@ -134,11 +147,7 @@ def _supervise(jobs: int, summary_file: Path | None) -> int:
         path = tmp / f"{index}.json"
         if path.exists():
             reports.append(json.loads(path.read_text()))
-    keys = ("processed", "done", "failed", "retried", "released", "lost", "conflicts", "requests")
-    total = {key: sum(r[key] for r in reports) for key in keys}
-    total["duration"] = max((r["duration"] for r in reports), default=0.0)
-    total["reason"] = "; ".join(sorted({r["reason"] for r in reports})) or "no pilot reported"
-    total["pilots"] = jobs
+    total = combine(reports, pilots=jobs)
     if summary_file:
         summary_file.write_text(json.dumps(total))
     else:

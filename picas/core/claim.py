@@ -181,6 +181,7 @@ from picas.core.replicas import Replicas, replicas_of, settle_body
 from picas.errors import Conflict, PicasError
 from picas.core.retry import Backoff
 from picas.core.scanner import NONE_LEFT, Scanner, scannable, wrapped_window
+from picas.core.siblings import Siblings
 
 #: Rows (ids only) read once to learn the shape of the view's keys.
 LEARN_ROWS = 50
@@ -224,6 +225,8 @@ class ClaimStats:
     scan_queries: int = 0
     scanned_rows: int = 0
     laps: int = 0
+    #: Candidates dropped without a request because a sibling slot was claiming or had won them.
+    sibling_skips: int = 0
 
 
 @dataclass
@@ -247,7 +250,7 @@ class Claimer:
                  view: str = "todo", window: int = 25, lease_seconds: float = 600.0,
                  view_params: dict | None = None, rng: random.Random | None = None,
                  clock=time.time, stale_first: bool = True, stop: threading.Event | None = None,
-                 scan: bool | None = None) -> None:
+                 scan: bool | None = None, siblings: Siblings | None = None) -> None:
         self.client = client
         self.who = who
         self.design = design
@@ -260,14 +263,23 @@ class Claimer:
         self.stale_first = stale_first
         #: Set by the pilot's signal handler: a backoff between rounds ends at once.
         self.stop = stop or threading.Event()
-        self.keys = KeySpace()
+        #: Shared by the claimers of one pilot process's slots (:mod:`picas.core.siblings`); None: alone.
+        self.siblings = siblings
+        # Siblings share what is learned of the pool, and use it only while refilling (under their lock).
+        self.keys: KeySpace = siblings.memo("keys", KeySpace) if siblings is not None else KeySpace()
         self.stats = ClaimStats()
-        self._candidates: deque[dict] = deque()
+        # The slots of one process draw from one stream of candidates: a window one of them read serves all.
+        self._candidates: deque[dict] = siblings.candidates if siblings is not None else deque()
         #: None until the design document has been checked (see :func:`~picas.core.scanner.scannable`);
         #: False reads the view (forced, or once the scanner found it cheaper).
         self.scan = scan
-        self.scanner = Scanner(client, who, self.stats, design=design, view=view, window=window,
-                               random_key=lambda: self.keys.random_key(self.rng), rng=self.rng, clock=clock)
+
+        def scanner() -> Scanner:
+            return Scanner(client, who, self.stats, design=design, view=view, window=window,
+                           random_key=lambda: self.keys.random_key(self.rng), rng=self.rng, clock=clock)
+
+        # One sweep of the pool serves every slot: a scanner of each would sweep where its siblings just took all.
+        self.scanner = siblings.memo("scanner", scanner) if siblings is not None else scanner()
         self._replicas: Replicas | None = None
         self._cluster: ClusterClaims | None = None
         self._tidied = float("-inf")
@@ -307,7 +319,8 @@ class Claimer:
     def replicas(self) -> Replicas:
         """How many copies the database keeps; more than one means the cluster protocol (module docstring)."""
         if self._replicas is None:
-            self._replicas = replicas_of(self.client)
+            self._replicas = (self.siblings.memo("replicas", lambda: replicas_of(self.client))
+                              if self.siblings is not None else replicas_of(self.client))
         return self._replicas
 
     def _scanning(self) -> bool:
@@ -317,8 +330,11 @@ class Claimer:
             # single node at the end of a pool of 1,000 spent 4 s there (benchmarks/real_pilots.py).  On a
             # cluster, moreover, _all_docs reads each shard from one copy, which may lag behind the
             # sequence a lap's proof rests on.
-            self.scan = (self.view == "todo" and not self.view_params and not self.replicas.couchdb
-                         and scannable(self.client.get_or_none(f"_design/{self.design}")))
+            def decide() -> bool:
+                return (self.view == "todo" and not self.view_params and not self.replicas.couchdb
+                        and scannable(self.client.get_or_none(f"_design/{self.design}")))
+
+            self.scan = self.siblings.memo("scan", decide) if self.siblings is not None else decide()
         return self.scan
 
     def _refill(self) -> bool:
@@ -341,7 +357,7 @@ class Claimer:
         if self._scanning():
             bodies = self.scanner.next_bodies()
             if bodies:
-                self._candidates = deque(bodies)
+                self._candidates.extend(bodies)
                 return True
             if bodies is NONE_LEFT:
                 return False
@@ -363,9 +379,20 @@ class Claimer:
             if not rows:
                 return False
             self.rng.shuffle(bodies)
-            self._candidates = deque(bodies)
+            self._candidates.extend(bodies)
             return True
         return False
+
+    def _refill_shared(self) -> bool:
+        """Refill; with siblings, one slot at a time, and not at all when a sibling refilled meanwhile.
+
+        Slots that find the stream empty together would each read a window
+        of their own; the window the first one reads serves the others.
+        """
+        if self.siblings is None:
+            return self._refill()
+        with self.siblings.refilling:
+            return bool(self._candidates) or self._refill()
 
     def _ask_other_nodes(self, start: str | None) -> list[ViewRow]:
         """Before "no work is left" on a cluster: the same fresh window read through every other node given.
@@ -417,7 +444,7 @@ class Claimer:
         backoff = Backoff(base=0.05, cap=2.0, attempts=max_rounds).start()
         lost_rounds = 0
         while True:
-            if not self._candidates and not self._refill():
+            if not self._candidates and not self._refill_shared():
                 # On a cluster a claim whose write was not committed may still come to count, or must be
                 # given back: no work is left only once none is pending (picas.core.locks).
                 settled = self._cluster.settle_pending() if self._cluster is not None else []
@@ -428,22 +455,51 @@ class Claimer:
                     self._tidy()
                     return []
             if self._candidates:
-                picked = [self._candidates.popleft() for _ in range(min(k, len(self._candidates)))]
-                won = self._write_claims(picked, pending)
-                pending = None  # sent once, with the first claim
-                if won:
-                    self.stats.claimed += len(won)
-                    return won
-                # A lost race costs one write, a new window a view query: try the rest of the
-                # window first.  Losing again and again means this region is contested.
-                lost_rounds += 1
-                if lost_rounds < 3 and self._candidates:
-                    continue
+                picked = self._pick(k)
+                if picked:
+                    won = self._write_picked(picked, pending)
+                    pending = None  # sent once, with the first claim
+                    if won:
+                        self.stats.claimed += len(won)
+                        return won
+                    # A lost race costs one write, a new window a view query: try the rest of the
+                    # window first.  Losing again and again means this region is contested.
+                    lost_rounds += 1
+                    if lost_rounds < 3 and self._candidates:
+                        continue
+                elif self._candidates:
+                    continue  # siblings hold these; the rest of the window may not be theirs
                 lost_rounds = 0
                 self._candidates.clear()
             delay = backoff.next_delay()
             if delay is None or self.stop.wait(delay):
                 return []
+
+    def _pick(self, k: int) -> list[dict]:
+        """Up to ``k`` candidates from the window, less those a sibling slot is claiming or has won."""
+        picked: list[dict] = []
+        while len(picked) < k:
+            try:
+                picked.append(self._candidates.popleft())  # atomic: siblings may empty a shared stream meanwhile
+            except IndexError:
+                break
+        if self.siblings is None:
+            return picked
+        picked, dropped = self.siblings.take(picked)
+        self.stats.sibling_skips += len(dropped)
+        return picked
+
+    def _write_picked(self, picked: list[dict], carry: Carried | None) -> list[dict]:
+        """Write the claims, and tell the siblings which candidates are no longer theirs to try."""
+        if self.siblings is None:
+            return self._write_claims(picked, carry)
+        won: list[dict] = []
+        try:
+            won = self._write_claims(picked, carry)
+        finally:
+            won_ids = {body["_id"] for body in won}
+            self.siblings.release(picked, [body for body in picked if body["_id"] in won_ids])
+        return won
 
     def _write_claims(self, bodies: list[dict], carry: Carried | None) -> list[dict]:
         if self.replicas.clustered:

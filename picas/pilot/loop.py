@@ -39,6 +39,7 @@ from picas.core import token as tok
 from picas.core.claim import Claimer
 from picas.core.client import CouchClient
 from picas.core.retry import Backoff
+from picas.core.siblings import Siblings
 from picas.core.states import PilotEvent, RunOutcome, SaveOutcome
 from picas.errors import PilotError, ServerUnavailable
 from picas.pilot.config import PilotConfig
@@ -70,7 +71,7 @@ class Pilot:
                  flags: StopFlags | None = None, pilot_id: str | None = None,
                  stop_callback: Callable[[], bool] | None = None,
                  on_event: Callable[[str, dict, dict], None] | None = None,
-                 install_signals: bool = True) -> None:
+                 install_signals: bool = True, siblings: Siblings | None = None) -> None:
         # Short client-level retries: long outages are waited out by the OutageGuard, which also
         # journals a finished result at once instead of holding it only in memory meanwhile.
         self.client = client.copy(retry=Backoff(base=0.2, cap=1.0, attempts=3))
@@ -89,7 +90,8 @@ class Pilot:
             keep_workdirs=cfg.keep_workdirs, env=env), skip_done_outputs=cfg.skip_done_outputs)
         self.claimer: ClaimSource = claimer if claimer is not None else Claimer(
             self.client, self.who, design=cfg.design, view=cfg.view, window=max(cfg.window, cfg.prefetch * 3),
-            lease_seconds=cfg.lease_seconds, view_params=cfg.view_params, stop=self.flags.requested)
+            lease_seconds=cfg.lease_seconds, view_params=cfg.view_params, stop=self.flags.requested,
+            siblings=siblings)
         # The keeper renews leases from a thread of its own, so it gets a connection of its own.
         self.keeper: Holder = keeper if keeper is not None else LeaseKeeper(
             self.client.copy(), self.who, cfg.heartbeat, cfg.lease_seconds)

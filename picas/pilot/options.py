@@ -153,6 +153,9 @@ PILOT_OPTIONS: tuple[Option, ...] = (
            default=False, flags=("--wait/--no-wait",)),
     _pilot("jobs", "Run this many pilots side by side on this machine (in a batch job: on its node).", "int",
            default=1, flags=("-j", "--jobs"), field=None, minimum=1),
+    _pilot("slots", "Run this many pilots in this one process, as threads: payloads run side by side, the "
+           "start-up is paid once and the slots never race each other for a token. Give the job as many cores.",
+           "int", default=1, field=None, minimum=1),
     _pilot("prefetch", "Claim this many tokens per request (for many short tasks).", "int",
            default=defaults.PREFETCH, minimum=1),
     _pilot("retries", "Put a failed token back this many times before it stays in error.", "int",

@@ -7,7 +7,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-__all__ = ["PilotReport", "new_pilot_id"]
+__all__ = ["PilotReport", "combine", "new_pilot_id"]
+
+#: The counts that add up across pilots.
+COUNTS = ("processed", "done", "failed", "retried", "released", "lost", "conflicts", "requests")
 
 
 def new_pilot_id() -> str:
@@ -35,3 +38,17 @@ class PilotReport:
     @property
     def duration(self) -> float:
         return (self.finished or time.time()) - self.started
+
+
+def combine(reports: list[dict], pilots: int) -> dict:
+    """One summary of several pilots' reports (``-j`` processes, or ``--slots`` threads): counts add up.
+
+    The duration is the longest (they ran side by side) and the reasons are
+    listed once each; ``pilots`` is how many were started, which may exceed
+    the reports when a pilot died without one.
+    """
+    total: dict = {key: sum(report[key] for report in reports) for key in COUNTS}
+    total["duration"] = max((report["duration"] for report in reports), default=0.0)
+    total["reason"] = "; ".join(sorted({report["reason"] for report in reports})) or "no pilot reported"
+    total["pilots"] = pilots
+    return total
