@@ -19,6 +19,7 @@ workers do), in one run:
 * picas 1.1.2's classic ``RunActor`` (``shared/bench/upstream_pilot_bash.py``) at
   1, 4 and 16 pilot processes;
 * ``picas run`` (default mode, ``--prefetch 1``) at 1, 4 and 16 pilot processes;
+* ``picas run --slots 4`` and ``--slots 16``: as many pilots, as threads of one process;
 * batch mode: ``picas run --prefetch 10`` with 16 pilots on ``--batch-tokens``
   tokens, next to the ``_bulk_docs`` ceiling at batch 10
   (``shared/bench/server_bulk_limit.py``; it sends no credentials, so it runs on
@@ -157,29 +158,33 @@ def _server_cpu(server: server_kinds.Server) -> float | None:
 # ---------------------------------------------------------------------- the two sides
 
 def run_picas(server: server_kinds.Server, tokens: int, pilots: int, prefetch: int = 1,
-              spread: bool = False) -> dict:
+              spread: bool = False, slots: bool = False) -> dict:
     """``pilots`` processes of ``picas run`` (logs attached, as users run it) over a fresh pool.
 
     All pilots talk to the first node, as the ceiling's workers do; with
     ``spread`` each is given every node of a cluster, starting from another.
+    With ``slots`` the pilots are the slots of one process (``picas run --slots``).
     """
     db = f"bench_real_{pilots}_{prefetch}_{uuid.uuid4().hex[:6]}"
     with scratch("picas-bench-real-") as tmp:
         effects = tmp / "executed.log"
         bash_pool(server.admin_url, db, tokens, effects)
         commands = []
-        for index in range(pilots):
+        for index in range(1 if slots else pilots):
             turn = index % len(server.urls) if spread else 0
             url = ",".join(server.urls[turn:] + server.urls[:turn]) if spread else server.url
             commands.append([sys.executable, "-m", "picas", "run", "--url", url, "--db", db, "-q",
-                             "--workdir", str(tmp / "work"), "--prefetch", str(prefetch)])
+                             "--workdir", str(tmp / "work"), "--prefetch", str(prefetch),
+                             *(("--slots", str(pilots)) if slots else ())])
         env = {**child_env(), **server.pilot_env()}
         before = _server_cpu(server)
         ran = run_processes(commands, tmp, env)
         after = _server_cpu(server)
         seen = side_effects(effects, tokens)
-        row = _row("picas run" + (", pilots spread over the nodes" if spread else ""), server.kind, tokens,
-                   pilots, prefetch, ran, seen, after - before if before is not None and after is not None else None)
+        label = "picas run" + (" --slots (one process)" if slots else "") + (
+            ", pilots spread over the nodes" if spread else "")
+        row = _row(label, server.kind, tokens, pilots, prefetch, ran, seen,
+                   after - before if before is not None and after is not None else None)
         row["overview"] = counts(server.client(db))
         return row
 
@@ -332,6 +337,10 @@ def measure(kinds: tuple[str, ...] = ("pouchdb", "couchdb", "cluster"), tokens: 
                             upstream_python)
             with servers() as server:
                 one(f"{kind}: picas run, {count} pilots", run_picas, server, tokens, count)
+            if count > 1:
+                with servers() as server:
+                    one(f"{kind}: picas run --slots {count}, one process", run_picas, server, tokens, count, 1,
+                        False, True)
         if batch_tokens:
             if have_shared and kind == "pouchdb":
                 with servers() as server:
@@ -339,6 +348,9 @@ def measure(kinds: tuple[str, ...] = ("pouchdb", "couchdb", "cluster"), tokens: 
             with servers() as server:
                 one(f"{kind}: picas run --prefetch 10, 16 pilots, {batch_tokens} tokens", run_picas, server,
                     batch_tokens, 16, 10)
+            with servers() as server:
+                one(f"{kind}: picas run --prefetch 10 --slots 16, one process, {batch_tokens} tokens",
+                    run_picas, server, batch_tokens, 16, 10, False, True)
             if kind == "pouchdb":
                 with servers() as server:
                     one(f"{kind}: no-op pilots --prefetch 10, 16 pilots, {batch_tokens} tokens", run_noop, server,

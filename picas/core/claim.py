@@ -384,15 +384,29 @@ class Claimer:
         return False
 
     def _refill_shared(self) -> bool:
-        """Refill; with siblings, one slot at a time, and not at all when a sibling refilled meanwhile.
+        """Refill; with siblings, one slot at a time, and not at all when a sibling's look answers for us.
 
         Slots that find the stream empty together would each read a window
-        of their own; the window the first one reads serves the others.
+        of their own; the window the first one reads serves the others.  At
+        the end of the pool they would each, one after the other, prove that
+        no work is left (a lap of the pool, on pouchdb-server): a sibling's
+        proof that *began after this slot asked* also holds for this slot,
+        since every write this slot made (a token it gave back for a retry is
+        saved before it claims again) came before it.
         """
         if self.siblings is None:
             return self._refill()
+        asked = time.monotonic()
         with self.siblings.refilling:
-            return bool(self._candidates) or self._refill()
+            if self._candidates:
+                return True
+            if self.siblings.none_left_since >= asked:
+                return False
+            began = time.monotonic()
+            found = self._refill()
+            if not found:
+                self.siblings.none_left_since = began
+            return found
 
     def _ask_other_nodes(self, start: str | None) -> list[ViewRow]:
         """Before "no work is left" on a cluster: the same fresh window read through every other node given.

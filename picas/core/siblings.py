@@ -59,6 +59,8 @@ class Siblings:
         self._memo: dict[str, Any] = {}
         #: Held by the slot that reads the next window (the others wait for it rather than read their own).
         self.refilling = threading.Lock()
+        #: When (``time.monotonic()``) the latest look that found no work left began; read under ``refilling``.
+        self.none_left_since = float("-inf")
 
     def take(self, bodies: Iterable[dict]) -> tuple[list[dict], list[dict]]:
         """Split candidates into (ours to write now, dropped); the ones returned first are now in flight.

@@ -1,12 +1,14 @@
 """Siblings: the claimers of one process's slots never race each other for a token (real pouchdb-server)."""
 from __future__ import annotations
 
+import sys
 import threading
+import time
 
 from picas.core import token as tok
 from picas.core.claim import Claimer
 from picas.core.siblings import Siblings
-from tests.helpers import client_for, push, side_effect_counts
+from tests.helpers import client_for, push, side_effect_counts, wait_for
 
 
 def test_a_token_in_flight_is_taken_by_one_sibling_only():
@@ -80,3 +82,34 @@ def test_claimers_sharing_siblings_take_every_token_once_without_a_lost_race(cou
     counts = side_effect_counts(sink)
     assert set(counts) == set(ids) and max(counts.values()) == 1
     assert sum(c.stats.conflicts for c in claimers) == 0, "siblings never wrote a claim a sibling had won"
+
+
+def test_a_siblings_proof_that_no_work_is_left_counts_only_if_it_began_after_the_slot_asked(couch_server, db_name):
+    client = client_for(couch_server, db_name)
+    siblings = Siblings()
+    claimer = Claimer(client.copy(), tok.PilotIdentity("slot-0"), siblings=siblings, scan=False)
+    claimer.replicas  # noqa: B018 - learned before counting requests
+    siblings.none_left_since = time.monotonic()  # a look that began before this slot asks proves nothing for it
+    requests = claimer.client.stats["requests"]
+    assert claimer.claim() is None and claimer.client.stats["requests"] > requests
+
+    answers: list = []
+    with siblings.refilling:  # a sibling is looking for work; the slot asks meanwhile, then waits for it
+        asker = threading.Thread(target=lambda: answers.append(claimer.claim()))
+        asker.start()
+        wait_for(lambda: _waiting_in(asker, "_refill_shared"), what="the slot to wait for its sibling's look")
+        requests = claimer.client.stats["requests"]
+        siblings.none_left_since = time.monotonic()  # the sibling's look began after the slot asked: none left
+    asker.join(timeout=30)
+    assert answers == [None]
+    assert claimer.client.stats["requests"] == requests, "the sibling's look answered for this slot"
+
+
+def _waiting_in(thread: threading.Thread, function: str) -> bool:
+    """Whether ``thread`` is inside ``function`` now (it blocks there on the siblings' lock)."""
+    frame = sys._current_frames().get(thread.ident)
+    while frame is not None:
+        if frame.f_code.co_name == function:
+            return True
+        frame = frame.f_back
+    return False
