@@ -73,7 +73,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("partition", "Slurm partition.", metavar="NAME", per_class=True),
     Option("account", "Account charged for the pilots.", metavar="NAME", per_class=True),
     Option("qos", "Quality of service.", metavar="NAME", per_class=True),
-    Option("cpus_per_task", "Cores per pilot.", "int", minimum=1, per_class=True),
+    Option("cpus_per_task", "Cores per pilot job [default: one per payload it runs at once, its --jobs times "
+           "its --slots].", "int", minimum=1, per_class=True),
     Option("mem", "Memory per pilot (e.g. 4G).", metavar="SIZE", per_class=True),
     Option("job_name", "Slurm job name.", default=defaults.PILOT_JOB_NAME),
     Option("output", "Log file pattern (%A array job, %a task), relative to the current directory.",
@@ -252,6 +253,16 @@ def statuses(states: Mapping[str, str]) -> list[JobStatus]:
                       count=array_task_count(task_id), native=state) for task_id, state in states.items()]
 
 
+def side_by_side(pilot_args: list[str]) -> int:
+    """How many payloads one pilot job runs at once: its ``--jobs`` times its ``--slots`` (pure)."""
+    count = 1
+    for arg in pilot_args:
+        for flag in ("--jobs=", "--slots="):
+            if arg.startswith(flag) and arg[len(flag):].isdigit():
+                count *= int(arg[len(flag):])
+    return count
+
+
 def sbatch_options(request: PilotRequest) -> SbatchOptions:
     """The :class:`~picas.schedulers.sbatch.SbatchOptions` of a generic request (pure)."""
     values = request.options
@@ -268,7 +279,10 @@ def sbatch_options(request: PilotRequest) -> SbatchOptions:
         credential_setup = ["unset PICAS_PASSWORD"]
     return SbatchOptions(
         array=request.count, time=values.get("time"), partition=values.get("partition"),
-        account=values.get("account"), qos=values.get("qos"), cpus_per_task=values.get("cpus_per_task"),
+        account=values.get("account"), qos=values.get("qos"),
+        # A job that runs several payloads at once asks for a core for each, unless told otherwise.
+        cpus_per_task=values.get("cpus_per_task") or (side_by_side(request.pilot_args)
+                                                      if side_by_side(request.pilot_args) > 1 else None),
         mem=values.get("mem"), job_name=given("job_name", defaults.PILOT_JOB_NAME),
         output=given("output", DEFAULT_OUTPUT), signal_grace=given("signal_grace", defaults.SIGNAL_GRACE),
         extra_sbatch=list(values.get("sbatch_lines") or ()), setup=[*credential_setup, *(values.get("setup") or ())],

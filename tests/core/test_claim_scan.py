@@ -96,6 +96,23 @@ def test_a_proof_left_by_an_empty_lap_spares_the_next_pilot_its_lap(couch_server
     assert claimer.stats.scanned_rows - before < 200, "the proof and the changes since it decided, not a lap"
 
 
+def test_a_proof_serves_the_next_pilots_while_the_changes_since_are_a_fraction_of_the_database(couch_server,
+                                                                                               db_name):
+    client = client_for(couch_server, db_name)
+    ids = push(client, ["true"] * 1200)
+    finished = [tok.finish(tok.claim(client.get(i), WHO, 1, 600), WHO, 2, 0) for i in ids]
+    assert all(r.ok for r in client.bulk_save(finished))
+    first = Claimer(client, WHO, window=4)
+    assert first.claim() is None and first.stats.laps, "an empty lap proved the pool drained"
+    # The other pilots' last results came in after that proof: more changes than MARKER_CHANGES, which
+    # used to send every later pilot round the whole database, but few next to its 1,200 rows.
+    later = [{**doc, "note": "saved after the proof"} for doc in (client.get(i) for i in ids[:250])]
+    assert all(r.ok for r in client.bulk_save(later))
+    other = Claimer(client, tok.PilotIdentity("scan-test-2"), window=4)
+    assert other.claim() is None
+    assert other.stats.scanned_rows < 600, "the proof and the 250 changes since decided, not a lap of 1,200 rows"
+
+
 def _scanner(client) -> Scanner:
     return Scanner(client, WHO, ClaimStats(), design="Monitor", view="todo", window=4,
                    random_key=lambda: None, rng=random.Random(1))

@@ -24,6 +24,8 @@ from picas.schedulers.slurm import (
     count_active_tasks,
     map_state,
     parse_squeue,
+    sbatch_options,
+    side_by_side,
     statuses,
     submit,
 )
@@ -286,3 +288,14 @@ def test_squeue_states_in_picas_terms() -> None:
                     JobStatus("1", "1_0", JobState.RUNNING, 1, "RUNNING"),
                     JobStatus("2", "2", JobState.DONE, 1, "COMPLETED")]
     assert SlurmScheduler().job_id_of("1_[8-11]") == "1"
+
+
+def test_a_pilot_job_asks_a_core_for_each_payload_it_runs_at_once() -> None:
+    def cpus(pilot_args: list[str], **options) -> int | None:
+        return sbatch_options(PilotRequest(count=2, pilot_args=pilot_args, options=options)).cpus_per_task
+
+    assert cpus([]) is None, "one payload at a time: the cluster's default"
+    assert cpus(["--slots=8"]) == 8
+    assert cpus(["--jobs=2", "--slots=4", "--max-time=3600"]) == 8
+    assert cpus(["--slots=8"], cpus_per_task=2) == 2, "the user's own --cpus-per-task wins"
+    assert side_by_side(["--slots=x"]) == 1
