@@ -92,8 +92,8 @@ LAP_PROOF_SHARE = 4
 #: Changes read after another pilot's empty lap: at least this many, and up to one in this many rows of the
 #: database (at most a window's worth).  A change is read with its body, as a row of a lap is, so reading the
 #: changes costs less than a lap of one's own as long as they are a fraction of the database.  At the end of a
-#: pool of 10,000 tokens, 16 batch-mode pilots leave some 300 changes after the first proof: with a fixed 200,
-#: each lapped the pool itself, and the last tokens were followed by 11.6 s of laps (benchmarks/real_pilots.py).
+#: pool of 10,000 tokens, 16 batch-mode pilots leave some 300 changes after the first proof; with a fixed 200
+#: each would lap the pool itself.
 MARKER_CHANGES = 200
 MARKER_SHARE = 4
 
@@ -330,11 +330,12 @@ class Scanner:
     def _lap_step(self) -> list[dict] | None:
         """One window of the lap: bodies found (lap over), [] (lap over, none left), or None (lap goes on)."""
         lap = self._lap
-        # A lap first looks for another pilot's proof (one small read, none when there is no proof): at the
-        # end of a pool, one pilot's empty lap then spares the others theirs.  Most laps of the tail end
-        # within a few windows, with work found; only a lap that goes on past them, as all do when the
-        # pool is empty, asks for a proof once more, and reads the sequence that makes its own lap a proof.  That sequence must come before the circle's first row, so the
-        # circle starts again from here, and the windows read so far are read once more at its end.
+        # A lap first looks for another pilot's proof (one small read; none when there is no proof): at the
+        # end of a pool, one pilot's empty lap then spares the pilots that come after it theirs.  Most laps
+        # of the tail end within a few windows, with work found; only a lap that goes on past them, as all
+        # do when the pool is empty, asks for a proof once more, and reads the sequence that makes its own
+        # lap a proof.  That sequence must come before the circle's first row, so the circle starts again
+        # from here, and the windows read so far are read once more at its end.
         if lap.windows == 0 or lap.windows >= LAP_PROOF_WINDOWS or lap.rows * LAP_PROOF_SHARE >= self._total_rows:
             proven = self._read_proof()
             if proven is not None:
