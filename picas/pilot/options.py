@@ -31,6 +31,7 @@ __all__ = [
     "click_options",
     "pilot_args",
     "pilot_config",
+    "side_by_side",
 ]
 
 #: What an option's value is.  ``switch`` is a ``--x/--no-x`` pair, ``flag`` a lone ``--x``;
@@ -212,6 +213,20 @@ def pilot_args(values: Mapping[str, Any], options: Sequence[Option] = PILOT_OPTI
             for item in (value if opt.multiple else [value]):
                 args.append(f"{opt.long_flag}={_format(item)}")
     return args
+
+
+def side_by_side(args: Sequence[str]) -> int:
+    """How many payloads a ``picas run`` with these arguments runs at once: its ``--jobs`` times its ``--slots``.
+
+    Schedulers ask for that many cores per pilot job unless told otherwise.
+    ``args`` are as :func:`pilot_args` writes them (``--slots=8``).
+    """
+    count = 1
+    for arg in args:
+        for flag in ("--jobs=", "--slots="):
+            if arg.startswith(flag) and arg[len(flag):].isdigit():
+                count *= int(arg[len(flag):])
+    return count
 
 
 # --- click ------------------------------------------------------------------------------------

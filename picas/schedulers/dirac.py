@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from picas.errors import ConfigError, InvalidInput, SchedulerError
-from picas.pilot.options import Option
+from picas.pilot.options import Option, side_by_side
 from picas.pool import credentials as creds
 from picas.sandbox import deps
 from picas.sandbox import directory as sandbox
@@ -60,7 +60,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("cpu_time", "CPU time per pilot (DIRAC's CPUTime), e.g. 3600, 12h, 2d.", "duration", per_class=True),
     Option("tag", "Tag the worker node must have, e.g. 8Processors or GPU (repeatable).", multiple=True,
            metavar="TAG", per_class=True),
-    Option("number_of_processors", "Cores per pilot (DIRAC's NumberOfProcessors).", "int", minimum=1,
+    Option("number_of_processors", "Cores per pilot (DIRAC's NumberOfProcessors) [default: one per payload it "
+           "runs at once, its --jobs times its --slots].", "int", minimum=1,
            flags=("--number-of-processors", "--processors"), per_class=True),
     Option("platform", "Platform of the worker nodes, e.g. EL9.", metavar="NAME", per_class=True),
     Option("job_name", "DIRAC JobName.", default="picas-pilot"),
@@ -161,7 +162,10 @@ class DiracScheduler(Scheduler):
             pilots=request.count, job_name=opts.get("job_name") or "picas-pilot", job_group=group,
             site=list(opts.get("site") or ()), banned_sites=list(opts.get("banned_site") or ()),
             cpu_time=int(cpu_time) if cpu_time is not None else None,
-            tags=list(opts.get("tag") or ()), number_of_processors=opts.get("number_of_processors"),
+            tags=list(opts.get("tag") or ()),
+            # A pilot that runs several payloads at once asks for a core for each, unless told otherwise.
+            number_of_processors=opts.get("number_of_processors") or (
+                side_by_side(request.pilot_args) if side_by_side(request.pilot_args) > 1 else None),
             platform=opts.get("platform"), start_script=sandbox.START_SCRIPT,
             start_args=[*(["--python", str(opts["python"])] if opts.get("python") else []),
                         *(["--site-packages"] if opts.get("site_packages") else [])],

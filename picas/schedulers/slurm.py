@@ -24,7 +24,7 @@ from typing import Any, Mapping, Sequence
 
 from picas import defaults
 from picas.errors import InvalidInput, SchedulerError
-from picas.pilot.options import Option
+from picas.pilot.options import Option, side_by_side
 from picas.pool import credentials
 from picas.schedulers.base import JobState, JobStatus, PilotRequest, Scheduler, Submission, one_line, run_program
 from picas.schedulers.sbatch import DEFAULT_OUTPUT, SbatchOptions, build_sbatch_script
@@ -251,16 +251,6 @@ def statuses(states: Mapping[str, str]) -> list[JobStatus]:
     """A :func:`queued_jobs` answer as :class:`~picas.schedulers.base.JobStatus` rows (pure)."""
     return [JobStatus(job_id=task_id.split("_", 1)[0], task_id=task_id, state=map_state(state),
                       count=array_task_count(task_id), native=state) for task_id, state in states.items()]
-
-
-def side_by_side(pilot_args: list[str]) -> int:
-    """How many payloads one pilot job runs at once: its ``--jobs`` times its ``--slots`` (pure)."""
-    count = 1
-    for arg in pilot_args:
-        for flag in ("--jobs=", "--slots="):
-            if arg.startswith(flag) and arg[len(flag):].isdigit():
-                count *= int(arg[len(flag):])
-    return count
 
 
 def sbatch_options(request: PilotRequest) -> SbatchOptions:

@@ -173,37 +173,37 @@ def test_submit_a_second_scheduler(cli_env, client):
     help_text = picas(cli_env, "submit", "--help").output
     assert "ledger" in help_text and "slurm" in help_text
     options = picas(cli_env, "submit", "ledger", "--help").output
-    assert "--queue" in options and "--slots" in options and "--grace" in options and "--partition" not in options
-    dry = picas(cli_env, "submit", "ledger", "--pilots", "3", "--slots", "2", "--notes", "a", "--notes", "b",
+    assert "--queue" in options and "--lanes" in options and "--grace" in options and "--partition" not in options
+    dry = picas(cli_env, "submit", "ledger", "--pilots", "3", "--lanes", "2", "--notes", "a", "--notes", "b",
                 "--grace", "30", "--dry-run")
     assert dry.exit_code == 0, dry.output
     description = json.loads(dry.stdout)
     assert description["pilots"] == 3
-    assert description["options"] == {"queue": "main", "slots": 2, "notes": ["a", "b"]}
+    assert description["options"] == {"queue": "main", "lanes": 2, "notes": ["a", "b"]}
     assert description["run"] == ["--design-doc", "Monitor", "--view", "todo", "--grace=30"]
     assert "PICAS_PASSWORD" not in description["env"] and cli_env["PICAS_PASSWORD"] not in dry.stdout
     assert not LedgerScheduler.jobs and registry.jobs(client) == []
 
-    done = picas(cli_env, "submit", "ledger", "-n", "3", "--slots", "2", "--design-doc", "Monitor")
+    done = picas(cli_env, "submit", "ledger", "-n", "3", "--lanes", "2", "--design-doc", "Monitor")
     assert done.exit_code == 0, done.output
     assert done.stdout.strip() == "Submitted pilot jobs L9001 L9002 L9003: 3 pilots for Monitor"
     entries = registry.jobs(client)
     assert [(e["job_id"], e["scheduler"], e["array"], e["resources"]) for e in entries] == \
-        [(f"L900{i}", "ledger", 1, {"slots": 2}) for i in (1, 2, 3)]
+        [(f"L900{i}", "ledger", 1, {"lanes": 2}) for i in (1, 2, 3)]
     parsable = picas(cli_env, "submit", "ledger", "--pilots", "2", "--parsable")
     assert parsable.stdout.split() == ["L9004", "L9005"]
 
 
 @pytest.mark.usefixtures("ledger")
 def test_pilots_and_status_ask_the_second_scheduler(cli_env, client):
-    assert picas(cli_env, "submit", "ledger", "--pilots", "3", "--slots", "4").exit_code == 0
+    assert picas(cli_env, "submit", "ledger", "--pilots", "3", "--lanes", "4").exit_code == 0
     LedgerScheduler.set_state("Running", ["L9001"])
     LedgerScheduler.set_state("Crashed", ["L9003"])
     listing = picas(cli_env, "pilots", "list")
     assert listing.exit_code == 0, listing.output
     rows = [line.split() for line in listing.stdout.splitlines()[1:]]
     assert [(r[0], r[1], r[6]) for r in rows] == [("L9001", "ledger", "running"), ("L9002", "ledger", "queued")]
-    assert all(r[-1] == "slots=4" for r in rows)
+    assert all(r[-1] == "lanes=4" for r in rows)
     everything = [json.loads(line) for line in picas(cli_env, "pilots", "list", "--all", "--json").stdout.splitlines()]
     assert [r["state"] for r in everything] == ["running", "queued", "finished"]
 
@@ -228,7 +228,7 @@ def test_pilots_and_status_ask_the_second_scheduler(cli_env, client):
 def test_autopilot_on_the_second_scheduler(cli_env, client, tmp_path):
     client.bulk_save([tok.new_token("true", f"t{i}") for i in range(25)])
     classes = tmp_path / "classes.yml"
-    classes.write_text(yaml.safe_dump([{"design": "Monitor", "slots": 2, "notes": ["big"]}]))
+    classes.write_text(yaml.safe_dump([{"design": "Monitor", "lanes": 2, "notes": ["big"]}]))
     args = ["autopilot", "--scheduler", "ledger", "--classes", str(classes), "--queue", "short", "--notes", "all",
             "--max-pilots", "5", "--outage-timeout", "20m"]
     first = picas(cli_env, *args)
@@ -236,13 +236,13 @@ def test_autopilot_on_the_second_scheduler(cli_env, client, tmp_path):
     assert "submit 3 pilots (Monitor 3): 0 active of max 5; todo: Monitor 25; jobs: Monitor L9001 L9002 L9003" \
         in first.stdout
     description = LedgerScheduler.jobs["L9001"]["description"]
-    assert description["options"] == {"queue": "short", "notes": ["all", "big"], "slots": 2}
+    assert description["options"] == {"queue": "short", "notes": ["all", "big"], "lanes": 2}
     assert description["run"] == ["--design-doc", "Monitor", "--view", "todo", "--outage-timeout=1200"]
     assert [e["via"] for e in registry.jobs(client)] == ["autopilot"] * 3
     second = picas(cli_env, *args)
     assert "submit nothing, the active pilots cover the todo tokens" in second.stdout
     bad = picas(cli_env, "autopilot", "--scheduler", "ledger", "--class", "Monitor:cpus-per-task=4")
-    assert bad.exit_code == 10 and "unknown key 'cpus-per-task' (known: design, view, slots, notes)" in bad.output
+    assert bad.exit_code == 10 and "unknown key 'cpus-per-task' (known: design, view, lanes, notes)" in bad.output
     help_text = picas(cli_env, "autopilot", "--scheduler", "ledger", "--help").output
     assert "--queue" in help_text and "--partition" not in help_text
     assert "--partition" in picas(cli_env, "autopilot", "--help").output

@@ -33,7 +33,7 @@ class LedgerScheduler(Scheduler):
     title = "Ledger"
     options = (
         Option("queue", "Queue the pilots wait in.", default="main"),
-        Option("slots", "Slots per pilot.", "int", minimum=1, per_class=True),
+        Option("lanes", "Lanes per pilot.", "int", minimum=1, per_class=True),
         Option("notes", "A note for the pilots (repeatable).", multiple=True, per_class=True),
     )
     states = {"Waiting": JobState.PENDING, "Running": JobState.RUNNING, "Stalled": JobState.RUNNING,

@@ -42,12 +42,12 @@ def test_parse_class_with_a_schedulers_keys():
     assert cls.resources == {"cpus_per_task": 4, "mem": "8G", "time": "04:00:00"}
     assert parse_class("Monitor/urgent").name == "Monitor/urgent"
     assert parse_class("Monitor").name == "Monitor"
-    assert parse_class("G:slots=2,notes=gpu", LedgerScheduler.options).resources == {"slots": 2, "notes": ["gpu"]}
+    assert parse_class("G:lanes=2,notes=gpu", LedgerScheduler.options).resources == {"lanes": 2, "notes": ["gpu"]}
     for bad in ("", ":mem=1G", "X:cpus-per-task=many", "X:cpus-per-task=0", "X:colour=red", "X:mem",
                 "X:job-name=other"):
         with pytest.raises(InvalidInput):
             parse_class(bad, SLURM_OPTIONS)
-    with pytest.raises(InvalidInput, match=r"unknown key 'mem' \(known: design, view, slots, notes\)"):
+    with pytest.raises(InvalidInput, match=r"unknown key 'mem' \(known: design, view, lanes, notes\)"):
         parse_class("X:mem=1G", LedgerScheduler.options)
 
 
@@ -65,10 +65,10 @@ def test_load_classes(tmp_path):
     path.write_text("- view: todo\n")
     with pytest.raises(ConfigError, match="design"):
         load_classes(path)
-    path.write_text("- design: A\n  slots: none\n")
-    with pytest.raises(ConfigError, match="slots must be a whole number"):
+    path.write_text("- design: A\n  lanes: none\n")
+    with pytest.raises(ConfigError, match="lanes must be a whole number"):
         load_classes(path, LedgerScheduler.options)
-    path.write_text("- design: A\n  slots: [1\n")
+    path.write_text("- design: A\n  lanes: [1\n")
     with pytest.raises(ConfigError) as broken:
         load_classes(path)
     assert str(broken.value).startswith(f"{path}:3:1: malformed YAML: ") and "\n" not in str(broken.value)
@@ -108,7 +108,7 @@ def test_rounds_on_a_second_scheduler_do_not_double_submit(client):
     client.bulk_save([tok.new_token("true", f"s{i}", cores=1) for i in range(30)]
                      + [tok.new_token("true", f"m{i}", cores=4) for i in range(25)])
     deploy(client, "Single", "doc.cores == 1")
-    classes = [PilotClass("Single"), PilotClass("MultiCore", resources={"slots": 4}), PilotClass("Empty")]
+    classes = [PilotClass("Single"), PilotClass("MultiCore", resources={"lanes": 4}), PilotClass("Empty")]
     scheduler = LedgerScheduler()
 
     def round_(max_pilots: int, **kw) -> ap.Round:
@@ -119,14 +119,14 @@ def test_rounds_on_a_second_scheduler_do_not_double_submit(client):
     assert dry.plan == {"Single": 2, "MultiCore": 2, "Empty": 0} and not LedgerScheduler.jobs
     assert dry.line.startswith("dry run, would submit 4 pilots")
     first = round_(4)
-    assert first.plan == {"Single": 2, "MultiCore": 2, "Empty": 0}, "4 slots split by the work, 30 to 25"
+    assert first.plan == {"Single": 2, "MultiCore": 2, "Empty": 0}, "4 lanes split by the work, 30 to 25"
     assert [(e["class"], e["array"], e["scheduler"]) for e in first.submitted] == \
         [("Single", 1, "ledger")] * 2 + [("MultiCore", 1, "ledger")] * 2, "one registry entry per job id"
     multi = LedgerScheduler.jobs[first.submitted[2]["job_id"]]["description"]
-    assert multi["options"] == {"queue": "long", "notes": ["n1"], "slots": 4}
+    assert multi["options"] == {"queue": "long", "notes": ["n1"], "lanes": 4}
     assert multi["run"] == ["--design-doc", "MultiCore", "--view", "todo", "--grace=30"]
     assert multi["env"] == {"PICAS_DATABASE": "db"}
-    assert first.submitted[2]["resources"] == {"slots": 4}
+    assert first.submitted[2]["resources"] == {"lanes": 4}
     assert first.line.endswith("jobs: Single L9001 L9002, MultiCore L9003 L9004")
     assert len(registry.jobs(client, "ledger")) == 4
     second = round_(4)

@@ -94,3 +94,18 @@ def test_status_and_kill_output():
     assert answer["2"] == {"Status": "Done", "MinorStatus": "Execution Complete", "Site": "EELA.UTFSM.cl"}
     assert jdl.states(answer) == {"2": "Done", "3": "Waiting"}
     assert jdl.parse_kill("Killed jobs 2,3\n") == ["2", "3"]
+
+
+def test_a_pilot_asks_a_processor_for_each_payload_it_runs_at_once():
+    from picas.schedulers.base import PilotRequest
+    from picas.schedulers.dirac import DiracScheduler
+
+    def processors(pilot_args: list[str], **options) -> int | None:
+        request = PilotRequest(count=2, pilot_args=pilot_args, options=options)
+        return DiracScheduler().jdl_options(request, SANDBOX).number_of_processors
+
+    assert processors([]) is None
+    assert processors(["--slots=4"]) == 4
+    assert "NumberOfProcessors = 4" in build_jdl(DiracScheduler().jdl_options(
+        PilotRequest(count=2, pilot_args=["--slots=4"]), SANDBOX))
+    assert processors(["--slots=4"], number_of_processors=1) == 1, "the user's own value wins"

@@ -112,8 +112,8 @@ def test_the_base_class_demands_the_essentials_and_refuses_signals():
     with pytest.raises(SchedulerError, match="Ledger cannot send a signal") as caught:
         scheduler.signal(["L1"], "USR1")
     assert caught.value.exit_code == 11
-    submission = scheduler.build(PilotRequest(count=2, options={"queue": "q", "slots": 3, "notes": ["x"]}))
-    assert submission.resources == {"slots": 3}, "per-class options that are set, lists left out"
+    submission = scheduler.build(PilotRequest(count=2, options={"queue": "q", "lanes": 3, "notes": ["x"]}))
+    assert submission.resources == {"lanes": 3}, "per-class options that are set, lists left out"
     assert scheduler.dry_run(submission, {}) == submission.text and submission.main == "pilots.json"
 
 

@@ -18,6 +18,7 @@ import pytest
 from picas.errors import InvalidInput, SchedulerError
 from picas.schedulers.base import JobState, JobStatus, PilotRequest
 from picas.schedulers.sbatch import SbatchOptions, build_sbatch_script
+from picas.pilot.options import side_by_side
 from picas.schedulers.slurm import (
     SlurmScheduler,
     array_task_count,
@@ -25,7 +26,6 @@ from picas.schedulers.slurm import (
     map_state,
     parse_squeue,
     sbatch_options,
-    side_by_side,
     statuses,
     submit,
 )

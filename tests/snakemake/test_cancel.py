@@ -72,8 +72,16 @@ def test_sigint_leaves_no_todo_token_of_the_run_and_stops_its_running_jobs(pool,
         run_id = tokens[0]["snakemake_run"]
         assert sorted(tok.state(doc) for doc in tokens) == ["locked", "locked", "todo", "todo"]
         run.proc.send_signal(signal.SIGINT)
+        try:
+            wait_for(lambda: run.proc.poll() is not None or "on user request" in run.log.read_text(errors="replace"),
+                     timeout=20, what="Snakemake to take the interrupt")
+        except AssertionError:
+            # Snakemake runs parts of its scheduling loop in an asyncio runner, which turns SIGINT into the
+            # cancellation of the running task; a coroutine that absorbs it loses the interrupt (seen once in
+            # CI under load: Snakemake went on and finished the run).  A user presses Ctrl-C again.
+            run.proc.send_signal(signal.SIGINT)
         out = run.finish(timeout=120)
-        assert run.proc.returncode != 0
+        assert run.proc.returncode != 0, out[-3000:]
 
         left = pool.run_tokens(run_id)
         assert [tok.state(doc) for doc in left] == [State.ERROR, State.ERROR], "todo tokens of the run are deleted"
